@@ -1,0 +1,138 @@
+//! Durable storage of the credits ledger on SQLite.
+//!
+//! Writes go through one writer thread that owns the only writing connection. It drains every
+//! request waiting in its queue, executes each in its own savepoint (idempotency check, load the
+//! account's open records, run the core, persist the effects, store the rendered answer), commits
+//! them all in one transaction with `synchronous=FULL`, and only then answers. So each answer is
+//! durable when sent, and one fsync is shared by every request that arrived meanwhile (group
+//! commit). Reads use a pool of read-only connections and see only committed data.
+
+mod read;
+mod rows;
+mod schema;
+mod types;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+pub use read::Reader;
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or failed; nothing was acknowledged.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<r2d2_sqlite::rusqlite::Error> for StoreError {
+    fn from(error: r2d2_sqlite::rusqlite::Error) -> StoreError {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(error: r2d2::Error) -> StoreError {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// Turns an outcome into the HTTP answer that is stored for idempotent replay. The API provides
+/// it, so that this crate never knows JSON or HTTP.
+pub type Render = Arc<dyn Fn(&Outcome) -> Rendered + Send + Sync>;
+
+struct Job {
+    requests: Vec<WriteRequest>,
+    reply: oneshot::Sender<Vec<Result<Executed, StoreError>>>,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<Job>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+/// Joins the writer thread once every [`Store`] handle is dropped, so that the last commit is
+/// done before the process exits.
+pub struct WriterHandle(JoinHandle<()>);
+
+impl WriterHandle {
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("the writer thread panicked");
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, runs migrations and starts the writer.
+    pub fn open_sqlite(path: &Path, render: Render) -> Result<(Store, WriterHandle), StoreError> {
+        let mut connection = schema::open_writer(path)?;
+        schema::migrate(&mut connection)?;
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.execute_batch(
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -16000;",
+            )
+        });
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(2))
+            .build(manager)?;
+        let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
+        let thread = std::thread::Builder::new()
+            .name("credits-writer".into())
+            .spawn(move || writer::run(connection, receiver, render))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok((
+            Store {
+                writer: sender,
+                readers,
+            },
+            WriterHandle(thread),
+        ))
+    }
+
+    /// Executes one write and answers once it is durable.
+    pub async fn write(&self, request: WriteRequest) -> Result<Executed, StoreError> {
+        let mut results = self.write_many(vec![request]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("no answer".into())))
+    }
+
+    /// Executes independent writes in one commit; each has its own result.
+    pub async fn write_many(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<Result<Executed, StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { requests, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = pool.get()?;
+            f(&Reader::new(&connection))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}

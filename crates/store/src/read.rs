@@ -1,0 +1,351 @@
+//! Reads on committed data. What they return is viewed at the caller's `now`: a credit record or
+//! hold whose instant has passed reads as expired whether or not the sweep has applied it.
+
+use std::collections::BTreeMap;
+
+use r2d2_sqlite::rusqlite::{params, types::Value, Connection, OptionalExtension};
+
+use credits_core::{
+    book::Balance, Book, CreditRecord, CreditStatus, Effects, Reservation, Timestamp,
+};
+
+use crate::rows::{self, book_load};
+use crate::types::*;
+use crate::StoreError;
+
+pub(crate) fn service_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<Service>, StoreError> {
+    let row = connection
+        .prepare_cached(
+            "SELECT id, name, unit_cost, created_at, updated_at FROM services WHERE id = ?1",
+        )?
+        .query_row([id], |row| {
+            Ok(Service {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                unit_cost: row.get(2)?,
+                operations: BTreeMap::new(),
+                created_at: Timestamp(row.get(3)?),
+                updated_at: Timestamp(row.get(4)?),
+            })
+        })
+        .optional()?;
+    let Some(mut service) = row else {
+        return Ok(None);
+    };
+    let mut statement = connection
+        .prepare_cached("SELECT name, cost FROM service_operations WHERE service_id = ?1")?;
+    for operation in statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (name, cost) = operation?;
+        service.operations.insert(name, cost);
+    }
+    Ok(Some(service))
+}
+
+pub(crate) fn credit_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<CreditRecord>, StoreError> {
+    let sql = format!("SELECT {} FROM credits WHERE id = ?1", rows::CREDIT_COLUMNS);
+    let row = connection
+        .prepare_cached(&sql)?
+        .query_row([id], rows::credit_from_row)
+        .optional()?;
+    Ok(row.map(|(_, record)| record))
+}
+
+pub(crate) fn reservation_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<Reservation>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM reservations WHERE id = ?1",
+        rows::RESERVATION_COLUMNS
+    );
+    Ok(connection
+        .prepare_cached(&sql)?
+        .query_row([id], rows::reservation_from_row)
+        .optional()?)
+}
+
+/// Builds `WHERE` clauses and their parameters for the list queries.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Where {
+    fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
+        self.clauses.push(clause.to_string());
+        self.values.extend(values);
+    }
+    fn text(value: &str) -> Value {
+        Value::Text(value.to_string())
+    }
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+pub struct Reader<'c> {
+    connection: &'c Connection,
+}
+
+impl<'c> Reader<'c> {
+    pub(crate) fn new(connection: &'c Connection) -> Reader<'c> {
+        Reader { connection }
+    }
+
+    fn page<T>(
+        &self,
+        table_sql: &str,
+        mut filter: Where,
+        page: PageRequest,
+        map: impl Fn(&r2d2_sqlite::rusqlite::Row<'_>) -> r2d2_sqlite::rusqlite::Result<(i64, T)>,
+    ) -> Result<Page<T>, StoreError> {
+        if let Some(before) = page.before {
+            filter.push("seq < ?", [Value::Integer(before)]);
+        }
+        let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
+        let sql = format!(
+            "{table_sql} {} ORDER BY seq DESC LIMIT {limit}",
+            filter.sql()
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let mut items = Vec::with_capacity(page.limit + 1);
+        for row in
+            statement.query_map(r2d2_sqlite::rusqlite::params_from_iter(filter.values), map)?
+        {
+            items.push(row?);
+        }
+        let next = if items.len() > page.limit {
+            items.truncate(page.limit);
+            items.last().map(|(seq, _)| *seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next,
+        })
+    }
+
+    /// The active key with this SHA-256 secret hash.
+    pub fn api_key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+            rows::API_KEY_COLUMNS
+        );
+        let key = self
+            .connection
+            .prepare_cached(&sql)?
+            .query_row([secret_hash.as_slice()], rows::api_key_from_row)
+            .optional()?;
+        Ok(key)
+    }
+
+    pub fn admin_key_exists(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .connection
+            .prepare_cached("SELECT 1 FROM api_keys WHERE id = 'key_admin' AND revoked_at IS NULL")?
+            .exists([])?)
+    }
+
+    /// Whether the database answers: for `/readyz`.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.connection.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM accounts WHERE id = ?1",
+            rows::ACCOUNT_COLUMNS
+        );
+        let row = self
+            .connection
+            .prepare_cached(&sql)?
+            .query_row([id], rows::account_from_row)
+            .optional()?;
+        Ok(row.map(|(_, account)| account))
+    }
+
+    pub fn accounts(
+        &self,
+        external_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<Account>, StoreError> {
+        let mut filter = Where::default();
+        if let Some(external_id) = external_id {
+            filter.push("external_id = ?", [Where::text(external_id)]);
+        }
+        let table = format!("SELECT {} FROM accounts", rows::ACCOUNT_COLUMNS);
+        self.page(&table, filter, page, rows::account_from_row)
+    }
+
+    pub fn services(&self) -> Result<Vec<Service>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id FROM services ORDER BY id")?;
+        let ids: Vec<String> = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut services = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(service) = service_find(self.connection, &id)? {
+                services.push(service);
+            }
+        }
+        Ok(services)
+    }
+
+    pub fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
+        service_find(self.connection, id)
+    }
+
+    /// Applies to `records` what time has made due at `now`, without writing.
+    fn view_records(&self, records: &mut [CreditRecord], now: Timestamp) -> Result<(), StoreError> {
+        let mut accounts_with_holds: Vec<String> = Vec::new();
+        for record in records.iter() {
+            if record.reserved > 0 && !accounts_with_holds.contains(&record.account_id) {
+                accounts_with_holds.push(record.account_id.clone());
+            }
+        }
+        let mut due_holds: Vec<Reservation> = Vec::new();
+        for account_id in &accounts_with_holds {
+            let sql = format!(
+                "SELECT {} FROM reservations WHERE account_id = ?1 AND status = 'held' \
+                 AND expires_at <= ?2",
+                rows::RESERVATION_COLUMNS
+            );
+            let mut statement = self.connection.prepare_cached(&sql)?;
+            for hold in
+                statement.query_map(params![account_id, now.0], rows::reservation_from_row)?
+            {
+                due_holds.push(hold?);
+            }
+        }
+        for record in records.iter_mut() {
+            let mut book = Book::new(record.account_id.clone());
+            book.records.push(record.clone());
+            book.holds = due_holds
+                .iter()
+                .filter(|hold| hold.allocations.iter().any(|a| a.credit_id == record.id))
+                .cloned()
+                .collect();
+            book.settle(now, &mut Effects::default());
+            if let Some(viewed) = book.records.pop() {
+                *record = viewed;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn credit(&self, id: &str, now: Timestamp) -> Result<Option<CreditRecord>, StoreError> {
+        let Some(record) = credit_find(self.connection, id)? else {
+            return Ok(None);
+        };
+        let mut records = [record];
+        self.view_records(&mut records, now)?;
+        let [record] = records;
+        Ok(Some(record))
+    }
+
+    pub fn credits(
+        &self,
+        filter: &CreditFilter,
+        page: PageRequest,
+        now: Timestamp,
+    ) -> Result<Page<CreditRecord>, StoreError> {
+        let mut sql = Where::default();
+        if let Some(account_id) = &filter.account_id {
+            sql.push("account_id = ?", [Where::text(account_id)]);
+        }
+        if let Some(service) = &filter.service {
+            sql.push("service = ?", [Where::text(service)]);
+        }
+        let now_value = Value::Integer(now.0);
+        match filter.status {
+            None => {}
+            Some(CreditStatus::Active) => sql.push(
+                "status = 'active' AND (expires_at IS NULL OR expires_at > ?)",
+                [now_value],
+            ),
+            Some(CreditStatus::Expired) => sql.push(
+                "(status = 'expired' OR (status = 'active' AND expires_at <= ?))",
+                [now_value],
+            ),
+            Some(CreditStatus::Depleted) => sql.push("status = 'depleted'", []),
+            Some(CreditStatus::Voided) => sql.push("status = 'voided'", []),
+        }
+        let table = format!("SELECT {} FROM credits", rows::CREDIT_COLUMNS);
+        let mut page = self.page(&table, sql, page, rows::credit_from_row)?;
+        self.view_records(&mut page.items, now)?;
+        Ok(page)
+    }
+
+    /// The account's balance at `now`: only its open records and held reservations are read.
+    pub fn balance(&self, account_id: &str, now: Timestamp) -> Result<Balance, StoreError> {
+        let mut book = book_load(self.connection, account_id)?;
+        book.settle(now, &mut Effects::default());
+        Ok(book.balance())
+    }
+
+    pub fn usage(
+        &self,
+        filter: &UsageFilter,
+        page: PageRequest,
+    ) -> Result<Page<UsageRecord>, StoreError> {
+        let mut sql = Where::default();
+        if let Some(account_id) = &filter.account_id {
+            sql.push("account_id = ?", [Where::text(account_id)]);
+        }
+        if let Some(service) = &filter.service {
+            sql.push("service = ?", [Where::text(service)]);
+        }
+        if let Some(from) = filter.from {
+            sql.push("created_at >= ?", [Value::Integer(from.0)]);
+        }
+        if let Some(to) = filter.to {
+            sql.push("created_at < ?", [Value::Integer(to.0)]);
+        }
+        let table = format!("SELECT {} FROM usage", rows::USAGE_COLUMNS);
+        self.page(&table, sql, page, rows::usage_from_row)
+    }
+
+    pub fn reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
+        reservation_find(self.connection, id)
+    }
+
+    pub fn ledger(
+        &self,
+        filter: &LedgerFilter,
+        page: PageRequest,
+    ) -> Result<Page<StoredEntry>, StoreError> {
+        let mut sql = Where::default();
+        if let Some(account_id) = &filter.account_id {
+            sql.push("account_id = ?", [Where::text(account_id)]);
+        }
+        if let Some(credit_id) = &filter.credit_id {
+            sql.push("credit_id = ?", [Where::text(credit_id)]);
+        }
+        if let Some(entry_type) = filter.entry_type {
+            sql.push("type = ?", [Where::text(entry_type.as_str())]);
+        }
+        if let Some(from) = filter.from {
+            sql.push("created_at >= ?", [Value::Integer(from.0)]);
+        }
+        if let Some(to) = filter.to {
+            sql.push("created_at < ?", [Value::Integer(to.0)]);
+        }
+        let table = format!("SELECT {} FROM ledger", rows::LEDGER_COLUMNS);
+        self.page(&table, sql, page, rows::entry_from_row)
+    }
+}

@@ -1,0 +1,377 @@
+//! Mapping between rows and values, and the statements that persist them.
+
+use r2d2_sqlite::rusqlite::{params, Connection, Row};
+
+use credits_core::{
+    Actor, Allocation, CreditKind, CreditRecord, EntryType, LedgerEntry, Reservation,
+    ReservationStatus, Timestamp,
+};
+
+use crate::types::{Account, ApiKey, AutoTopUp, StoredEntry, UsageRecord};
+use crate::StoreError;
+
+type SqlResult<T> = r2d2_sqlite::rusqlite::Result<T>;
+
+fn invalid(column: usize, what: &str) -> r2d2_sqlite::rusqlite::Error {
+    r2d2_sqlite::rusqlite::Error::InvalidColumnType(
+        column,
+        what.to_string(),
+        r2d2_sqlite::rusqlite::types::Type::Text,
+    )
+}
+
+fn timestamp(row: &Row<'_>, column: usize) -> SqlResult<Timestamp> {
+    Ok(Timestamp(row.get(column)?))
+}
+
+fn timestamp_opt(row: &Row<'_>, column: usize) -> SqlResult<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(column)?.map(Timestamp))
+}
+
+pub(crate) fn encode_allocations(allocations: &[Allocation]) -> String {
+    let parts: Vec<String> = allocations
+        .iter()
+        .map(|a| format!("{}:{}", a.credit_id, a.credits))
+        .collect();
+    parts.join(";")
+}
+
+pub(crate) fn decode_allocations(text: &str, column: usize) -> SqlResult<Vec<Allocation>> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(';')
+        .map(|part| {
+            let (credit_id, credits) = part.split_once(':').ok_or_else(|| invalid(column, part))?;
+            let credits = credits.parse().map_err(|_| invalid(column, part))?;
+            Ok(Allocation {
+                credit_id: credit_id.to_string(),
+                credits,
+            })
+        })
+        .collect()
+}
+
+pub(crate) const ACCOUNT_COLUMNS: &str = "seq, id, name, external_id, low_balance_threshold, \
+    expiring_soon_days, auto_top_up_threshold, auto_top_up_amount, auto_top_up_service, \
+    created_at, updated_at";
+
+pub(crate) fn account_from_row(row: &Row<'_>) -> SqlResult<(i64, Account)> {
+    let threshold: Option<u64> = row.get(6)?;
+    let amount: Option<u64> = row.get(7)?;
+    let service: Option<String> = row.get(8)?;
+    let auto_top_up = match (threshold, amount, service) {
+        (Some(threshold), Some(amount), Some(service)) => Some(AutoTopUp {
+            threshold,
+            amount,
+            service,
+        }),
+        _ => None,
+    };
+    Ok((
+        row.get(0)?,
+        Account {
+            id: row.get(1)?,
+            name: row.get(2)?,
+            external_id: row.get(3)?,
+            low_balance_threshold: row.get(4)?,
+            expiring_soon_days: row.get(5)?,
+            auto_top_up,
+            created_at: timestamp(row, 9)?,
+            updated_at: timestamp(row, 10)?,
+        },
+    ))
+}
+
+pub(crate) fn account_save(connection: &Connection, account: &Account) -> SqlResult<()> {
+    let top_up = account.auto_top_up.as_ref();
+    connection
+        .prepare_cached(
+            "INSERT INTO accounts (id, name, external_id, low_balance_threshold, \
+             expiring_soon_days, auto_top_up_threshold, auto_top_up_amount, auto_top_up_service, \
+             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT(id) DO UPDATE SET name = ?2, external_id = ?3, \
+             low_balance_threshold = ?4, expiring_soon_days = ?5, auto_top_up_threshold = ?6, \
+             auto_top_up_amount = ?7, auto_top_up_service = ?8, updated_at = ?10",
+        )?
+        .execute(params![
+            account.id,
+            account.name,
+            account.external_id,
+            account.low_balance_threshold,
+            account.expiring_soon_days,
+            top_up.map(|t| t.threshold),
+            top_up.map(|t| t.amount),
+            top_up.map(|t| t.service.as_str()),
+            account.created_at.0,
+            account.updated_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const CREDIT_COLUMNS: &str = "seq, id, account_id, amount, used, reserved, remaining, \
+    expired_amount, voided_amount, expires_at, service, description, kind, priority, reference, \
+    expired, voided, created_at, updated_at";
+
+pub(crate) fn credit_from_row(row: &Row<'_>) -> SqlResult<(i64, CreditRecord)> {
+    let kind: String = row.get(12)?;
+    let record = CreditRecord {
+        id: row.get(1)?,
+        account_id: row.get(2)?,
+        amount: row.get(3)?,
+        used: row.get(4)?,
+        reserved: row.get(5)?,
+        remaining: row.get(6)?,
+        expired_amount: row.get(7)?,
+        voided_amount: row.get(8)?,
+        expires_at: timestamp_opt(row, 9)?,
+        service: row.get(10)?,
+        description: row.get(11)?,
+        kind: CreditKind::parse(&kind).ok_or_else(|| invalid(12, &kind))?,
+        priority: row.get(13)?,
+        reference: row.get(14)?,
+        expired: row.get(15)?,
+        voided: row.get(16)?,
+        created_at: timestamp(row, 17)?,
+        updated_at: timestamp(row, 18)?,
+    };
+    Ok((row.get(0)?, record))
+}
+
+pub(crate) fn credit_save(connection: &Connection, record: &CreditRecord) -> SqlResult<()> {
+    record.assert_equation();
+    connection
+        .prepare_cached(
+            "INSERT INTO credits (id, account_id, amount, used, reserved, remaining, \
+             expired_amount, voided_amount, expires_at, service, description, kind, priority, \
+             reference, expired, voided, status, open, created_at, updated_at) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+             ?19, ?20) ON CONFLICT(id) DO UPDATE SET used = ?4, reserved = ?5, remaining = ?6, \
+             expired_amount = ?7, voided_amount = ?8, expired = ?15, voided = ?16, status = ?17, \
+             open = ?18, updated_at = ?20",
+        )?
+        .execute(params![
+            record.id,
+            record.account_id,
+            record.amount,
+            record.used,
+            record.reserved,
+            record.remaining,
+            record.expired_amount,
+            record.voided_amount,
+            record.expires_at.map(Timestamp::micros),
+            record.service,
+            record.description,
+            record.kind.as_str(),
+            record.priority,
+            record.reference,
+            record.expired,
+            record.voided,
+            record.status().as_str(),
+            record.open(),
+            record.created_at.0,
+            record.updated_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const RESERVATION_COLUMNS: &str = "seq, id, account_id, service, credits, captured, \
+    status, expires_at, allocations, member_id, api_key_id, usage_id, created_at, updated_at";
+
+pub(crate) fn reservation_from_row(row: &Row<'_>) -> SqlResult<Reservation> {
+    let status: String = row.get(6)?;
+    let allocations: String = row.get(8)?;
+    Ok(Reservation {
+        id: row.get(1)?,
+        account_id: row.get(2)?,
+        service: row.get(3)?,
+        credits: row.get(4)?,
+        captured: row.get(5)?,
+        status: ReservationStatus::parse(&status).ok_or_else(|| invalid(6, &status))?,
+        expires_at: timestamp(row, 7)?,
+        allocations: decode_allocations(&allocations, 8)?,
+        actor: Actor {
+            member_id: row.get(9)?,
+            api_key_id: row.get(10)?,
+        },
+        usage_id: row.get(11)?,
+        created_at: timestamp(row, 12)?,
+        updated_at: timestamp(row, 13)?,
+    })
+}
+
+pub(crate) fn reservation_save(connection: &Connection, hold: &Reservation) -> SqlResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO reservations (id, account_id, service, credits, captured, status, \
+             expires_at, allocations, member_id, api_key_id, usage_id, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT(id) DO UPDATE SET captured = ?5, status = ?6, usage_id = ?11, \
+             updated_at = ?13",
+        )?
+        .execute(params![
+            hold.id,
+            hold.account_id,
+            hold.service,
+            hold.credits,
+            hold.captured,
+            hold.status.as_str(),
+            hold.expires_at.0,
+            encode_allocations(&hold.allocations),
+            hold.actor.member_id,
+            hold.actor.api_key_id,
+            hold.usage_id,
+            hold.created_at.0,
+            hold.updated_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const USAGE_COLUMNS: &str = "seq, id, account_id, service, operation, quantity, \
+    credits, allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
+    created_at";
+
+pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
+    let allocations: String = row.get(7)?;
+    Ok((
+        row.get(0)?,
+        UsageRecord {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            service: row.get(3)?,
+            operation: row.get(4)?,
+            quantity: row.get(5)?,
+            credits: row.get(6)?,
+            allocations: decode_allocations(&allocations, 7)?,
+            actor: Actor {
+                member_id: row.get(8)?,
+                api_key_id: row.get(9)?,
+            },
+            metadata: row.get(10)?,
+            balance_after: row.get(11)?,
+            reservation_id: row.get(12)?,
+            created_at: timestamp(row, 13)?,
+        },
+    ))
+}
+
+pub(crate) fn usage_insert(connection: &Connection, usage: &UsageRecord) -> SqlResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO usage (id, account_id, service, operation, quantity, credits, \
+             allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            usage.id,
+            usage.account_id,
+            usage.service,
+            usage.operation,
+            usage.quantity,
+            usage.credits,
+            encode_allocations(&usage.allocations),
+            usage.actor.member_id,
+            usage.actor.api_key_id,
+            usage.metadata,
+            usage.balance_after,
+            usage.reservation_id,
+            usage.created_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const LEDGER_COLUMNS: &str = "seq, account_id, credit_id, type, credits, \
+    remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at";
+
+pub(crate) fn ledger_id(seq: i64) -> String {
+    format!("le_{seq:012}")
+}
+
+pub(crate) fn entry_from_row(row: &Row<'_>) -> SqlResult<(i64, StoredEntry)> {
+    let seq: i64 = row.get(0)?;
+    let entry_type: String = row.get(3)?;
+    Ok((
+        seq,
+        StoredEntry {
+            id: ledger_id(seq),
+            entry: LedgerEntry {
+                account_id: row.get(1)?,
+                credit_id: row.get(2)?,
+                entry_type: EntryType::parse(&entry_type).ok_or_else(|| invalid(3, &entry_type))?,
+                credits: row.get(4)?,
+                remaining_after: row.get(5)?,
+                usage_id: row.get(6)?,
+                reservation_id: row.get(7)?,
+                actor: Actor {
+                    member_id: row.get(8)?,
+                    api_key_id: row.get(9)?,
+                },
+                created_at: timestamp(row, 10)?,
+            },
+        },
+    ))
+}
+
+pub(crate) fn entry_insert(connection: &Connection, entry: &LedgerEntry) -> SqlResult<()> {
+    assert!(
+        entry.credits > 0,
+        "a ledger entry moves a positive amount: {entry:?}"
+    );
+    connection
+        .prepare_cached(
+            "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
+             usage_id, reservation_id, member_id, api_key_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            entry.account_id,
+            entry.credit_id,
+            entry.entry_type.as_str(),
+            entry.credits,
+            entry.remaining_after,
+            entry.usage_id,
+            entry.reservation_id,
+            entry.actor.member_id,
+            entry.actor.api_key_id,
+            entry.created_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const API_KEY_COLUMNS: &str =
+    "seq, id, account_id, member_id, name, prefix, scopes, created_at, revoked_at";
+
+pub(crate) fn api_key_from_row(row: &Row<'_>) -> SqlResult<ApiKey> {
+    let scopes: String = row.get(6)?;
+    Ok(ApiKey {
+        id: row.get(1)?,
+        account_id: row.get(2)?,
+        member_id: row.get(3)?,
+        name: row.get(4)?,
+        prefix: row.get(5)?,
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        created_at: timestamp(row, 7)?,
+        revoked_at: timestamp_opt(row, 8)?,
+    })
+}
+
+/// Loads the open records and held reservations of an account: all a debit needs.
+pub(crate) fn book_load(
+    connection: &Connection,
+    account_id: &str,
+) -> Result<credits_core::Book, StoreError> {
+    let mut book = credits_core::Book::new(account_id);
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {CREDIT_COLUMNS} FROM credits WHERE account_id = ?1 AND open = 1"
+    ))?;
+    for row in statement.query_map([account_id], credit_from_row)? {
+        book.records.push(row?.1);
+    }
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE account_id = ?1 AND status = 'held'"
+    ))?;
+    for row in statement.query_map([account_id], reservation_from_row)? {
+        book.holds.push(row?);
+    }
+    Ok(book)
+}

@@ -1,0 +1,195 @@
+//! The SQLite schema and its migrations, applied in order and recorded in `user_version`.
+//!
+//! Every query of the service is served by an index named here. Balances and debits read only
+//! the account's open credit records (`credits_open`) and held reservations (`reservations_held`),
+//! so their cost does not grow with history; lists page by `seq` on per-account indexes.
+
+use std::path::Path;
+
+use r2d2_sqlite::rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT,
+    external_id TEXT,
+    low_balance_threshold INTEGER,
+    expiring_soon_days INTEGER NOT NULL,
+    auto_top_up_threshold INTEGER,
+    auto_top_up_amount INTEGER,
+    auto_top_up_service TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX accounts_external_id ON accounts(external_id, seq) WHERE external_id IS NOT NULL;
+
+CREATE TABLE services (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    unit_cost INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE service_operations (
+    service_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cost INTEGER NOT NULL,
+    PRIMARY KEY (service_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE credits (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    expired_amount INTEGER NOT NULL,
+    voided_amount INTEGER NOT NULL,
+    expires_at INTEGER,
+    service TEXT NOT NULL,
+    description TEXT,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    reference TEXT,
+    expired INTEGER NOT NULL,
+    voided INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    CHECK (amount = used + reserved + remaining + expired_amount + voided_amount),
+    CHECK (used >= 0 AND reserved >= 0 AND remaining >= 0),
+    CHECK (expired_amount >= 0 AND voided_amount >= 0)
+);
+CREATE INDEX credits_account_seq ON credits(account_id, seq);
+CREATE INDEX credits_account_status_seq ON credits(account_id, status, seq);
+CREATE INDEX credits_account_service_seq ON credits(account_id, service, seq);
+CREATE INDEX credits_open ON credits(account_id) WHERE open = 1;
+CREATE INDEX credits_due ON credits(expires_at)
+    WHERE open = 1 AND expired = 0 AND voided = 0 AND expires_at IS NOT NULL;
+CREATE UNIQUE INDEX credits_reference ON credits(account_id, reference) WHERE reference IS NOT NULL;
+
+CREATE TABLE reservations (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    captured INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    allocations TEXT NOT NULL,
+    member_id TEXT,
+    api_key_id TEXT,
+    usage_id TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX reservations_held ON reservations(account_id) WHERE status = 'held';
+CREATE INDEX reservations_due ON reservations(expires_at) WHERE status = 'held';
+
+CREATE TABLE usage (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    operation TEXT,
+    quantity INTEGER NOT NULL,
+    credits INTEGER NOT NULL,
+    allocations TEXT NOT NULL,
+    member_id TEXT,
+    api_key_id TEXT,
+    metadata TEXT,
+    balance_after INTEGER NOT NULL,
+    reservation_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX usage_account_seq ON usage(account_id, seq);
+CREATE INDEX usage_account_service_seq ON usage(account_id, service, seq);
+
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    credit_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    remaining_after INTEGER NOT NULL,
+    usage_id TEXT,
+    reservation_id TEXT,
+    member_id TEXT,
+    api_key_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX ledger_account_seq ON ledger(account_id, seq);
+CREATE INDEX ledger_credit_seq ON ledger(credit_id, seq);
+
+CREATE TABLE idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_created ON idempotency(created_at);
+
+CREATE TABLE api_keys (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT,
+    member_id TEXT,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_hash BLOB NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE INDEX api_keys_account_seq ON api_keys(account_id, seq);
+
+INSERT INTO services (id, name, unit_cost, created_at, updated_at) VALUES
+    ('smartcheck', 'SmartCheck', 1, unixepoch() * 1000000, unixepoch() * 1000000),
+    ('smartaccess', 'SmartAccess', 1, unixepoch() * 1000000, unixepoch() * 1000000),
+    ('smartenroll', 'SmartEnroll', 1, unixepoch() * 1000000, unixepoch() * 1000000),
+    ('api', 'API', 1, unixepoch() * 1000000, unixepoch() * 1000000),
+    ('biometric', 'Biometric', 1, unixepoch() * 1000000, unixepoch() * 1000000);
+"#];
+
+/// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL
+/// fsynced) before it returns, surviving `kill -9` and power loss.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -64000;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    if mode != "wal" {
+        return Err(StoreError::Unavailable(format!(
+            "journal_mode is {mode}, not wal"
+        )));
+    }
+    Ok(connection)
+}
+
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(r2d2_sqlite::rusqlite::TransactionBehavior::Immediate)?;
+    let version: usize = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        transaction.execute_batch(migration)?;
+        transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+    }
+    transaction.commit()?;
+    Ok(())
+}

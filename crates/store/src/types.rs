@@ -1,0 +1,277 @@
+//! The values the store takes and gives: commands, outcomes, rows and pages.
+
+use std::collections::BTreeMap;
+
+use credits_core::{
+    Actor, Allocation, CreditKind, CreditRecord, Rejection, Reservation, Timestamp,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoTopUp {
+    pub threshold: u64,
+    pub amount: u64,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub low_balance_threshold: Option<u64>,
+    pub expiring_soon_days: u32,
+    pub auto_top_up: Option<AutoTopUp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub low_balance_threshold: Option<u64>,
+    pub expiring_soon_days: Option<u32>,
+    pub auto_top_up: Option<AutoTopUp>,
+}
+
+/// A partial update: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountPatch {
+    pub name: Option<Option<String>>,
+    pub external_id: Option<Option<String>>,
+    pub low_balance_threshold: Option<Option<u64>>,
+    pub expiring_soon_days: Option<u32>,
+    pub auto_top_up: Option<Option<AutoTopUp>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub unit_cost: u64,
+    pub operations: BTreeMap<String, u64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServicePatch {
+    pub name: Option<String>,
+    pub unit_cost: Option<u64>,
+    /// Replaces the whole operations map when given.
+    pub operations: Option<BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCredit {
+    pub account_id: String,
+    pub amount: u64,
+    pub service: String,
+    pub description: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub kind: CreditKind,
+    pub priority: i64,
+    pub reference: Option<String>,
+    pub actor: Actor,
+}
+
+/// How a usage is priced: an explicit amount (operators only), or the catalog.
+#[derive(Debug, Clone)]
+pub enum Cost {
+    Explicit(u64),
+    Catalog {
+        operation: Option<String>,
+        quantity: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUsage {
+    pub account_id: String,
+    pub service: String,
+    pub operation: Option<String>,
+    pub quantity: u64,
+    pub cost: Cost,
+    pub actor: Actor,
+    /// Opaque text (the API stores JSON there).
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub id: String,
+    pub account_id: String,
+    pub service: String,
+    pub operation: Option<String>,
+    pub quantity: u64,
+    pub credits: u64,
+    pub allocations: Vec<Allocation>,
+    pub actor: Actor,
+    pub metadata: Option<String>,
+    pub balance_after: u64,
+    pub reservation_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReservation {
+    pub account_id: String,
+    pub service: String,
+    pub credits: u64,
+    pub ttl_seconds: u64,
+    pub actor: Actor,
+}
+
+/// Which account an account-bound caller may touch; operators touch any (`None`).
+pub type AccountScope = Option<String>;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateAccount(NewAccount),
+    UpdateAccount {
+        id: String,
+        patch: AccountPatch,
+        scope: AccountScope,
+    },
+    CreateService {
+        id: String,
+        name: String,
+        unit_cost: u64,
+        operations: BTreeMap<String, u64>,
+    },
+    UpdateService {
+        id: String,
+        patch: ServicePatch,
+    },
+    CreateCredit(NewCredit),
+    VoidCredit {
+        credit_id: String,
+        scope: AccountScope,
+        actor: Actor,
+    },
+    RecordUsage(NewUsage),
+    CreateReservation(NewReservation),
+    CaptureReservation {
+        id: String,
+        credits: Option<u64>,
+        scope: AccountScope,
+        actor: Actor,
+    },
+    ReleaseReservation {
+        id: String,
+        scope: AccountScope,
+        actor: Actor,
+    },
+    /// Applies due hold and credit expiries and forgets idempotency keys older than 24 h.
+    Sweep,
+    /// Sets the operator admin key (id `key_admin`) to the key with this SHA-256 hash.
+    SetAdminKey {
+        secret_hash: [u8; 32],
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Account(Account),
+    Service(Service),
+    Credit(CreditRecord),
+    Usage(UsageRecord),
+    Reservation(Reservation),
+    Swept {
+        expired_holds: usize,
+        expired_credits: usize,
+    },
+    AdminKeySet,
+    Rejected(Rejection),
+    /// The idempotency key was used before with another request.
+    IdempotencyConflict,
+}
+
+/// The caller's idempotency key and a hash of its request (method, path and body).
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub idempotency: Option<Idempotency>,
+    pub command: Command,
+}
+
+/// An HTTP answer in stored form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub rendered: Rendered,
+    /// The answer was stored by an earlier request with the same idempotency key.
+    pub replayed: bool,
+    /// The outcome itself, absent on replay.
+    pub outcome: Option<Outcome>,
+}
+
+/// A page of a list, newest first.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The `seq` to continue below, if there is more.
+    pub next: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub limit: usize,
+    /// Continue with items older than this `seq`.
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: String,
+    pub account_id: Option<String>,
+    pub member_id: Option<String>,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreditFilter {
+    pub account_id: Option<String>,
+    pub service: Option<String>,
+    pub status: Option<credits_core::CreditStatus>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub account_id: Option<String>,
+    pub service: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LedgerFilter {
+    pub account_id: Option<String>,
+    pub credit_id: Option<String>,
+    pub entry_type: Option<credits_core::EntryType>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+/// A ledger entry as stored, with its id.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub id: String,
+    pub entry: credits_core::LedgerEntry,
+}

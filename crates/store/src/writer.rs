@@ -1,0 +1,669 @@
+//! The single writer: group commit of every waiting request, one savepoint each.
+//!
+//! Each request runs in three steps (after TigerBeetle's prefetch, execute, commit): load the
+//! account's open records, let the core decide, persist exactly the effects it reports. Checks
+//! all come before the first write, so a rejected request writes nothing but its stored answer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::mpsc;
+
+use credits_core::{
+    book::{HoldRequest, UsageCharge},
+    Book, CreditRecord, Effects, Rejection, Timestamp, COMMIT_BATCH_SIZE_MAX,
+    IDEMPOTENCY_TTL_SECONDS, SERVICE_ANY,
+};
+
+use crate::rows::{self, book_load};
+use crate::types::*;
+use crate::{Job, Render, StoreError};
+
+/// Wall-clock time that never goes backwards, so that records keep their order.
+#[derive(Default)]
+struct Clock {
+    last_micros: i64,
+}
+
+impl Clock {
+    fn now(&mut self) -> Timestamp {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        self.last_micros = self.last_micros.max(micros);
+        Timestamp(self.last_micros)
+    }
+}
+
+struct Writer {
+    clock: Clock,
+    ids: ulid::Generator,
+    render: Render,
+}
+
+impl Writer {
+    fn id(&mut self, prefix: &str) -> String {
+        // The generator only fails when more than 2^80 ids share one millisecond.
+        let ulid = self
+            .ids
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::generate());
+        format!("{prefix}_{ulid}")
+    }
+}
+
+pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>, render: Render) {
+    let mut writer = Writer {
+        clock: Clock::default(),
+        ids: ulid::Generator::new(),
+        render,
+    };
+    while let Some(first) = receiver.blocking_recv() {
+        let mut count = first.requests.len();
+        let mut jobs = vec![first];
+        while count < COMMIT_BATCH_SIZE_MAX {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    count += job.requests.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&mut connection, &mut writer, &mut jobs) {
+            Ok(results) => {
+                for (job, results) in jobs.into_iter().zip(results) {
+                    // A caller that went away still had its write committed; nothing to do.
+                    let _ = job.reply.send(results);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "commit failed; answering 503 to the whole batch");
+                for job in jobs {
+                    let results = job
+                        .requests
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(error.to_string())));
+                    let _ = job.reply.send(results.collect());
+                }
+            }
+        }
+    }
+    tracing::info!("writer stopped: every handle was dropped");
+}
+
+type BatchResults = Vec<Vec<Result<Executed, StoreError>>>;
+
+fn commit_batch(
+    connection: &mut Connection,
+    writer: &mut Writer,
+    jobs: &mut [Job],
+) -> Result<BatchResults, StoreError> {
+    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs.iter() {
+        let mut job_results = Vec::with_capacity(job.requests.len());
+        for request in &job.requests {
+            let savepoint = transaction.savepoint()?;
+            let now = writer.clock.now();
+            match execute(&savepoint, writer, request, now) {
+                Ok(executed) => {
+                    savepoint.commit()?;
+                    job_results.push(Ok(executed));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "write failed; rolled back to its savepoint");
+                    drop(savepoint);
+                    job_results.push(Err(error));
+                }
+            }
+        }
+        results.push(job_results);
+    }
+    transaction.commit()?;
+    Ok(results)
+}
+
+fn execute(
+    connection: &Connection,
+    writer: &mut Writer,
+    request: &WriteRequest,
+    now: Timestamp,
+) -> Result<Executed, StoreError> {
+    if let Some(idempotency) = &request.idempotency {
+        let stored = connection
+            .prepare_cached(
+                "SELECT request_hash, status, body, created_at FROM idempotency \
+                 WHERE scope = ?1 AND key = ?2",
+            )?
+            .query_row(params![idempotency.scope, idempotency.key], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()?;
+        let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+        if let Some((hash, status, body, created_at)) = stored {
+            if created_at > fresh_after {
+                if hash == idempotency.request_hash {
+                    let rendered = Rendered { status, body };
+                    return Ok(Executed {
+                        rendered,
+                        replayed: true,
+                        outcome: None,
+                    });
+                }
+                let outcome = Outcome::IdempotencyConflict;
+                let rendered = (writer.render)(&outcome);
+                return Ok(Executed {
+                    rendered,
+                    replayed: false,
+                    outcome: Some(outcome),
+                });
+            }
+        }
+    }
+    let outcome = apply(connection, writer, &request.command, now)?;
+    let rendered = (writer.render)(&outcome);
+    if let Some(idempotency) = &request.idempotency {
+        if rendered.status < 500 {
+            connection
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency \
+                     (scope, key, request_hash, status, body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    idempotency.scope,
+                    idempotency.key,
+                    idempotency.request_hash.as_slice(),
+                    rendered.status,
+                    rendered.body,
+                    now.0
+                ])?;
+        }
+    }
+    Ok(Executed {
+        rendered,
+        replayed: false,
+        outcome: Some(outcome),
+    })
+}
+
+fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
+    Ok(Outcome::Rejected(rejection))
+}
+
+fn persist(connection: &Connection, book: &Book, effects: &Effects) -> Result<(), StoreError> {
+    for &index in &effects.records_changed {
+        rows::credit_save(connection, &book.records[index])?;
+    }
+    for &index in &effects.holds_changed {
+        rows::reservation_save(connection, &book.holds[index])?;
+    }
+    for entry in &effects.entries {
+        rows::entry_insert(connection, entry)?;
+    }
+    Ok(())
+}
+
+fn account_find(connection: &Connection, id: &str) -> Result<Option<Account>, StoreError> {
+    let account = connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM accounts WHERE id = ?1",
+            rows::ACCOUNT_COLUMNS
+        ))?
+        .query_row([id], rows::account_from_row)
+        .optional()?;
+    Ok(account.map(|(_, account)| account))
+}
+
+fn in_scope(scope: &AccountScope, account_id: &str) -> bool {
+    scope.as_deref().is_none_or(|scope| scope == account_id)
+}
+
+fn apply(
+    connection: &Connection,
+    writer: &mut Writer,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    match command {
+        Command::CreateAccount(new) => {
+            let account = Account {
+                id: writer.id("acct"),
+                name: new.name.clone(),
+                external_id: new.external_id.clone(),
+                low_balance_threshold: new.low_balance_threshold,
+                expiring_soon_days: new.expiring_soon_days.unwrap_or(7),
+                auto_top_up: new.auto_top_up.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            rows::account_save(connection, &account)?;
+            Ok(Outcome::Account(account))
+        }
+        Command::UpdateAccount { id, patch, scope } => {
+            let Some(mut account) =
+                account_find(connection, id)?.filter(|a| in_scope(scope, &a.id))
+            else {
+                return rejected(Rejection::NotFound(format!("account {id}")));
+            };
+            if let Some(name) = &patch.name {
+                account.name = name.clone();
+            }
+            if let Some(external_id) = &patch.external_id {
+                account.external_id = external_id.clone();
+            }
+            if let Some(threshold) = patch.low_balance_threshold {
+                account.low_balance_threshold = threshold;
+            }
+            if let Some(days) = patch.expiring_soon_days {
+                account.expiring_soon_days = days;
+            }
+            if let Some(auto_top_up) = &patch.auto_top_up {
+                account.auto_top_up = auto_top_up.clone();
+            }
+            account.updated_at = now;
+            rows::account_save(connection, &account)?;
+            Ok(Outcome::Account(account))
+        }
+        Command::CreateService {
+            id,
+            name,
+            unit_cost,
+            operations,
+        } => {
+            if crate::read::service_find(connection, id)?.is_some() || id == SERVICE_ANY {
+                return rejected(Rejection::Validation(format!(
+                    "service {id} already exists"
+                )));
+            }
+            let service = Service {
+                id: id.clone(),
+                name: name.clone(),
+                unit_cost: *unit_cost,
+                operations: operations.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            service_save(connection, &service)?;
+            Ok(Outcome::Service(service))
+        }
+        Command::UpdateService { id, patch } => {
+            let Some(mut service) = crate::read::service_find(connection, id)? else {
+                return rejected(Rejection::NotFound(format!("service {id}")));
+            };
+            if let Some(name) = &patch.name {
+                service.name = name.clone();
+            }
+            if let Some(unit_cost) = patch.unit_cost {
+                service.unit_cost = unit_cost;
+            }
+            if let Some(operations) = &patch.operations {
+                service.operations = operations.clone();
+            }
+            service.updated_at = now;
+            service_save(connection, &service)?;
+            Ok(Outcome::Service(service))
+        }
+        Command::CreateCredit(new) => credit_create(connection, writer, new, now),
+        Command::VoidCredit {
+            credit_id,
+            scope,
+            actor,
+        } => {
+            let record = crate::read::credit_find(connection, credit_id)?
+                .filter(|record| in_scope(scope, &record.account_id));
+            let Some(record) = record else {
+                return rejected(Rejection::NotFound(format!("credit {credit_id}")));
+            };
+            let mut book = book_load(connection, &record.account_id)?;
+            if !book.records.iter().any(|r| r.id == record.id) {
+                book.records.push(record);
+            }
+            let mut effects = Effects::default();
+            match book.void(credit_id, actor, now, &mut effects) {
+                Ok(index) => {
+                    persist(connection, &book, &effects)?;
+                    Ok(Outcome::Credit(book.records[index].clone()))
+                }
+                Err(rejection) => rejected(rejection),
+            }
+        }
+        Command::RecordUsage(new) => usage_record(connection, writer, new, now),
+        Command::CreateReservation(new) => reservation_create(connection, writer, new, now),
+        Command::CaptureReservation {
+            id,
+            credits,
+            scope,
+            actor,
+        } => reservation_settle(connection, writer, id, Some(*credits), scope, actor, now),
+        Command::ReleaseReservation { id, scope, actor } => {
+            reservation_settle(connection, writer, id, None, scope, actor, now)
+        }
+        Command::Sweep => sweep(connection, now),
+        Command::SetAdminKey {
+            secret_hash,
+            prefix,
+        } => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO api_keys (id, account_id, member_id, name, prefix, secret_hash, \
+                     scopes, created_at) VALUES ('key_admin', NULL, NULL, 'admin', ?1, ?2, '*', ?3) \
+                     ON CONFLICT(id) DO UPDATE SET prefix = ?1, secret_hash = ?2, revoked_at = NULL",
+                )?
+                .execute(params![prefix, secret_hash.as_slice(), now.0])?;
+            Ok(Outcome::AdminKeySet)
+        }
+    }
+}
+
+fn service_save(connection: &Connection, service: &Service) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO services (id, name, unit_cost, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET name = ?2, \
+             unit_cost = ?3, updated_at = ?5",
+        )?
+        .execute(params![
+            service.id,
+            service.name,
+            service.unit_cost,
+            service.created_at.0,
+            service.updated_at.0
+        ])?;
+    connection
+        .prepare_cached("DELETE FROM service_operations WHERE service_id = ?1")?
+        .execute([&service.id])?;
+    for (name, cost) in &service.operations {
+        connection
+            .prepare_cached(
+                "INSERT INTO service_operations (service_id, name, cost) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![service.id, name, cost])?;
+    }
+    Ok(())
+}
+
+fn credit_create(
+    connection: &Connection,
+    writer: &mut Writer,
+    new: &NewCredit,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    if account_find(connection, &new.account_id)?.is_none() {
+        return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
+    }
+    if new.service != SERVICE_ANY && crate::read::service_find(connection, &new.service)?.is_none()
+    {
+        return rejected(Rejection::Validation(format!(
+            "unknown service {}",
+            new.service
+        )));
+    }
+    if let Some(reference) = &new.reference {
+        let exists = connection
+            .prepare_cached("SELECT 1 FROM credits WHERE account_id = ?1 AND reference = ?2")?
+            .exists(params![new.account_id, reference])?;
+        if exists {
+            return rejected(Rejection::DuplicateReference(reference.clone()));
+        }
+    }
+    let record = CreditRecord {
+        id: writer.id("credit"),
+        account_id: new.account_id.clone(),
+        amount: new.amount,
+        used: 0,
+        reserved: 0,
+        remaining: new.amount,
+        expired_amount: 0,
+        voided_amount: 0,
+        expires_at: new.expires_at,
+        service: new.service.clone(),
+        description: new.description.clone(),
+        kind: new.kind,
+        priority: new.priority,
+        reference: new.reference.clone(),
+        expired: false,
+        voided: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut book = book_load(connection, &new.account_id)?;
+    let mut effects = Effects::default();
+    match book.create_credit(record, now, &mut effects) {
+        Ok(index) => {
+            for entry in &mut effects.entries {
+                if entry.credit_id == book.records[index].id {
+                    entry.actor = new.actor.clone();
+                }
+            }
+            persist(connection, &book, &effects)?;
+            Ok(Outcome::Credit(book.records[index].clone()))
+        }
+        Err(rejection) => rejected(rejection),
+    }
+}
+
+/// The price of a usage: explicit, the operation's cost, or the service's unit cost, times the
+/// quantity. Overflow or more than 2^53 - 1 is a validation error.
+fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
+    let cost = match &new.cost {
+        Cost::Explicit(credits) => Some(*credits),
+        Cost::Catalog {
+            operation,
+            quantity,
+        } => {
+            let unit = match operation {
+                None => service.unit_cost,
+                Some(name) => *service.operations.get(name).ok_or_else(|| {
+                    Rejection::Validation(format!("unknown operation {name} of {}", service.id))
+                })?,
+            };
+            unit.checked_mul(*quantity)
+        }
+    };
+    match cost {
+        Some(cost) if cost <= credits_core::CREDITS_MAX => Ok(cost),
+        _ => Err(Rejection::Validation(
+            "the cost exceeds 9007199254740991 credits".into(),
+        )),
+    }
+}
+
+fn usage_record(
+    connection: &Connection,
+    writer: &mut Writer,
+    new: &NewUsage,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    if account_find(connection, &new.account_id)?.is_none() {
+        return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
+    }
+    let Some(service) = crate::read::service_find(connection, &new.service)? else {
+        return rejected(Rejection::Validation(format!(
+            "unknown service {}",
+            new.service
+        )));
+    };
+    let credits = match usage_cost(&service, new) {
+        Ok(credits) => credits,
+        Err(rejection) => return rejected(rejection),
+    };
+    let usage_id = writer.id("use");
+    let mut book = book_load(connection, &new.account_id)?;
+    let mut effects = Effects::default();
+    let (allocations, balance_after) = if credits == 0 {
+        // A free operation: recorded for analytics, nothing to draw.
+        book.settle(now, &mut effects);
+        (Vec::new(), book.available(&new.service))
+    } else {
+        let charge = UsageCharge {
+            usage_id: usage_id.clone(),
+            service: new.service.clone(),
+            credits,
+            actor: new.actor.clone(),
+        };
+        match book.record_usage(&charge, now, &mut effects) {
+            Ok(result) => result,
+            Err(rejection) => return rejected(rejection),
+        }
+    };
+    persist(connection, &book, &effects)?;
+    let usage = UsageRecord {
+        id: usage_id,
+        account_id: new.account_id.clone(),
+        service: new.service.clone(),
+        operation: new.operation.clone(),
+        quantity: new.quantity,
+        credits,
+        allocations,
+        actor: new.actor.clone(),
+        metadata: new.metadata.clone(),
+        balance_after,
+        reservation_id: None,
+        created_at: now,
+    };
+    rows::usage_insert(connection, &usage)?;
+    Ok(Outcome::Usage(usage))
+}
+
+fn reservation_create(
+    connection: &Connection,
+    writer: &mut Writer,
+    new: &NewReservation,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    if account_find(connection, &new.account_id)?.is_none() {
+        return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
+    }
+    if crate::read::service_find(connection, &new.service)?.is_none() {
+        return rejected(Rejection::Validation(format!(
+            "unknown service {}",
+            new.service
+        )));
+    }
+    let request = HoldRequest {
+        reservation_id: writer.id("res"),
+        service: new.service.clone(),
+        credits: new.credits,
+        ttl_seconds: new.ttl_seconds,
+        actor: new.actor.clone(),
+    };
+    let mut book = book_load(connection, &new.account_id)?;
+    let mut effects = Effects::default();
+    match book.hold(&request, now, &mut effects) {
+        Ok(index) => {
+            persist(connection, &book, &effects)?;
+            Ok(Outcome::Reservation(book.holds[index].clone()))
+        }
+        Err(rejection) => rejected(rejection),
+    }
+}
+
+/// Captures (`capture` is `Some`, with an optional amount) or releases a held reservation.
+fn reservation_settle(
+    connection: &Connection,
+    writer: &mut Writer,
+    id: &str,
+    capture: Option<Option<u64>>,
+    scope: &AccountScope,
+    actor: &credits_core::Actor,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let hold = crate::read::reservation_find(connection, id)?
+        .filter(|hold| in_scope(scope, &hold.account_id));
+    let Some(hold) = hold else {
+        return rejected(Rejection::NotFound(format!("reservation {id}")));
+    };
+    let mut book = book_load(connection, &hold.account_id)?;
+    if !book.holds.iter().any(|h| h.id == hold.id) {
+        book.holds.push(hold.clone());
+    }
+    let mut effects = Effects::default();
+    let usage_id = writer.id("use");
+    let result = match capture {
+        Some(credits) => book
+            .capture(id, credits, &usage_id, actor, now, &mut effects)
+            .map(Some),
+        None => book.release(id, now, &mut effects).map(|()| None),
+    };
+    let captured = match result {
+        Ok(captured) => captured,
+        Err(rejection) => return rejected(rejection),
+    };
+    persist(connection, &book, &effects)?;
+    if let Some(allocations) = captured {
+        let credits = allocations.iter().map(|a| a.credits).sum();
+        let usage = UsageRecord {
+            id: usage_id,
+            account_id: hold.account_id.clone(),
+            service: hold.service.clone(),
+            operation: None,
+            quantity: 1,
+            credits,
+            allocations,
+            actor: hold.actor.clone(),
+            metadata: None,
+            balance_after: book.available(&hold.service),
+            reservation_id: Some(hold.id.clone()),
+            created_at: now,
+        };
+        rows::usage_insert(connection, &usage)?;
+    }
+    let updated = book
+        .holds
+        .iter()
+        .find(|h| h.id == id)
+        .cloned()
+        .unwrap_or(hold);
+    Ok(Outcome::Reservation(updated))
+}
+
+/// Applies due expiries of a bounded number of accounts and forgets old idempotency keys.
+fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError> {
+    let mut accounts: Vec<String> = Vec::new();
+    for sql in [
+        "SELECT DISTINCT account_id FROM reservations WHERE status = 'held' AND expires_at <= ?1 \
+         LIMIT 256",
+        "SELECT DISTINCT account_id FROM credits WHERE open = 1 AND expired = 0 AND voided = 0 \
+         AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 256",
+    ] {
+        let mut statement = connection.prepare_cached(sql)?;
+        for account in statement.query_map([now.0], |row| row.get::<_, String>(0))? {
+            let account = account?;
+            if !accounts.contains(&account) {
+                accounts.push(account);
+            }
+        }
+    }
+    let (mut expired_holds, mut expired_credits) = (0, 0);
+    for account_id in accounts {
+        let mut book = book_load(connection, &account_id)?;
+        let mut effects = Effects::default();
+        book.settle(now, &mut effects);
+        expired_holds += effects.holds_changed.len();
+        expired_credits += effects
+            .records_changed
+            .iter()
+            .filter(|&&i| book.records[i].expired)
+            .count();
+        persist(connection, &book, &effects)?;
+    }
+    let forget_before = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+    connection
+        .prepare_cached(
+            "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency \
+             WHERE created_at <= ?1 LIMIT 10000)",
+        )?
+        .execute([forget_before])?;
+    Ok(Outcome::Swept {
+        expired_holds,
+        expired_credits,
+    })
+}

@@ -1,1 +1,148 @@
+//! The HTTP API of the credits service: the only crate that knows HTTP and JSON.
+//!
+//! Handlers authenticate, parse and validate, then hand one [`credits_store::Command`] to the
+//! store's writer, or run a read. Every write's answer is rendered by [`render::render`] inside
+//! the writer's transaction, so an idempotent replay returns exactly the first answer.
 
+pub mod auth;
+pub mod docs;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod render;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use credits_core::REQUEST_BYTES_MAX;
+use credits_store::{Executed, Idempotency, Store, WriteRequest};
+
+use crate::auth::{KeyCache, Principal};
+use crate::error::{ApiError, PROBLEM_JSON};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<KeyCache>,
+    pub docs: Arc<docs::Docs>,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> AppState {
+        AppState {
+            store,
+            keys: Arc::default(),
+            docs: Arc::new(docs::Docs::build()),
+        }
+    }
+}
+
+/// The renderer the store needs to keep answers for replay.
+pub fn renderer() -> credits_store::Render {
+    Arc::new(render::render)
+}
+
+pub fn router(state: AppState) -> Router {
+    let v2 = Router::new()
+        .route(
+            "/accounts",
+            post(routes::accounts::create).get(routes::accounts::list),
+        )
+        .route(
+            "/accounts/{id}",
+            get(routes::accounts::retrieve).patch(routes::accounts::update),
+        )
+        .route(
+            "/services",
+            get(routes::services::list).post(routes::services::create),
+        )
+        .route(
+            "/services/{id}",
+            get(routes::services::retrieve).patch(routes::services::update),
+        )
+        .route(
+            "/credits",
+            get(routes::credits::list).post(routes::credits::create),
+        )
+        .route("/credits/{id}", get(routes::credits::retrieve))
+        .route("/credits/{id}/void", post(routes::credits::void))
+        .route("/balance", get(routes::balance::retrieve))
+        .route(
+            "/usage",
+            get(routes::usage::list).post(routes::usage::create),
+        )
+        .route("/usage/batch", post(routes::usage::batch))
+        .route("/reservations", post(routes::reservations::create))
+        .route("/reservations/{id}", get(routes::reservations::retrieve))
+        .route(
+            "/reservations/{id}/capture",
+            post(routes::reservations::capture),
+        )
+        .route(
+            "/reservations/{id}/release",
+            post(routes::reservations::release),
+        )
+        .route("/ledger", get(routes::ledger::list));
+    Router::new()
+        .nest("/v2", v2)
+        .route("/healthz", get(routes::system::healthz))
+        .route("/readyz", get(routes::system::readyz))
+        .route("/openapi.json", get(routes::system::openapi_json))
+        .route("/docs", get(routes::system::docs_page))
+        .fallback(routes::system::not_found)
+        .method_not_allowed_fallback(routes::system::method_not_allowed)
+        .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            routes::system::panic_response,
+        ))
+        .with_state(state)
+}
+
+/// Turns an executed write into the HTTP answer, marking replays.
+pub(crate) fn respond(executed: Executed) -> Response {
+    let status = axum::http::StatusCode::from_u16(executed.rendered.status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        PROBLEM_JSON
+    };
+    let mut response = (status, executed.rendered.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if executed.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Submits one write with its idempotency key (if any) and answers with its result.
+pub(crate) async fn write(
+    state: &AppState,
+    principal: &Principal,
+    key: Option<String>,
+    method_and_path: &str,
+    body: &serde_json::Value,
+    command: credits_store::Command,
+) -> Result<Response, ApiError> {
+    let idempotency = key.map(|key| Idempotency {
+        scope: principal.idempotency_scope(),
+        key,
+        request_hash: extract::request_hash(method_and_path, body),
+    });
+    let executed = state
+        .store
+        .write(WriteRequest {
+            idempotency,
+            command,
+        })
+        .await?;
+    Ok(respond(executed))
+}

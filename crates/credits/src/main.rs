@@ -1,1 +1,212 @@
-fn main() {}
+//! The `credits` binary: configuration, telemetry, the admin key bootstrap and wiring.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use sha2::{Digest, Sha256};
+
+use credits_api::AppState;
+use credits_store::{Command, Outcome, Store, WriteRequest};
+
+/// The shortest admin key accepted from `CREDITS_ADMIN_KEY`.
+const ADMIN_KEY_LENGTH_MIN: usize = 32;
+/// How often due expiries are applied in the background (reads are exact without it).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Parser)]
+#[command(
+    name = "credits",
+    version,
+    about = "Prepaid credits for an API business"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "CREDITS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded SQLite database (credits.db) and the admin key file live.
+    #[arg(long, env = "CREDITS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// A postgres:// URL selects PostgreSQL instead of SQLite.
+    #[arg(long, env = "CREDITS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The operator admin key; generated on first start when absent.
+    #[arg(
+        long = "admin-key",
+        env = "CREDITS_ADMIN_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    admin_key: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CREDITS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        CliCommand::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.database_url {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!("PostgreSQL is not supported by this build yet; omit --database-url for SQLite")
+        }
+        bail!("--database-url must be a postgres:// URL")
+    }
+    if let Some(key) = &args.admin_key {
+        if key.chars().count() < ADMIN_KEY_LENGTH_MIN {
+            bail!("CREDITS_ADMIN_KEY must have at least {ADMIN_KEY_LENGTH_MIN} characters")
+        }
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    let database = args.data_dir.join("credits.db");
+    let (store, writer) = Store::open_sqlite(&database, credits_api::renderer())
+        .with_context(|| format!("cannot open {}", database.display()))?;
+    admin_key_bootstrap(&store, args.admin_key.as_deref(), &args.data_dir).await?;
+
+    let sweeper = tokio::spawn(sweep_forever(store.clone()));
+    let app = credits_api::router(AppState::new(store));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, database = %database.display(), "credits is serving");
+    eprintln!("credits listening on http://{address}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    // In-flight requests have finished; stop the sweeper, then let the writer drain and stop.
+    sweeper.abort();
+    let _ = sweeper.await;
+    tokio::task::spawn_blocking(move || writer.join()).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn secret_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Stores the hash of the given admin key, or on first start generates one, prints it once to
+/// stderr and writes it to `DIR/admin-key` (mode 0600).
+async fn admin_key_bootstrap(store: &Store, given: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+    let (key, generated) = match given {
+        Some(key) => (key.to_string(), false),
+        None => {
+            if store.read(|reader| reader.admin_key_exists()).await? {
+                return Ok(());
+            }
+            let bytes: [u8; 32] = rand::random();
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            (format!("ck_admin_{encoded}"), true)
+        }
+    };
+    let prefix: String = key.chars().take(12).collect();
+    let command = Command::SetAdminKey {
+        secret_hash: secret_hash(&key),
+        prefix,
+    };
+    let executed = store
+        .write(WriteRequest {
+            idempotency: None,
+            command,
+        })
+        .await?;
+    if !matches!(executed.outcome, Some(Outcome::AdminKeySet)) {
+        bail!("could not store the admin key")
+    }
+    if generated {
+        let path = dir.join("admin-key");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{key}")?;
+        file.sync_all()?;
+        eprintln!(
+            "Generated the operator admin key (shown once, also in {}):\n{key}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn sweep_forever(store: Store) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let request = WriteRequest {
+            idempotency: None,
+            command: Command::Sweep,
+        };
+        match store.write(request).await {
+            Ok(executed) => {
+                if let Some(Outcome::Swept {
+                    expired_holds,
+                    expired_credits,
+                }) = executed.outcome
+                {
+                    if expired_holds + expired_credits > 0 {
+                        tracing::info!(expired_holds, expired_credits, "applied due expiries");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "sweep failed; will retry"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -44,7 +44,7 @@ impl From<r2d2::Error> for StoreError {
 
 /// Turns an outcome into the HTTP answer that is stored for idempotent replay. The API provides
 /// it, so that this crate never knows JSON or HTTP.
-pub type Render = Arc<dyn Fn(&Outcome) -> Rendered + Send + Sync>;
+pub type Render = Arc<dyn Fn(&Command, &Outcome) -> Rendered + Send + Sync>;
 
 struct Job {
     requests: Vec<WriteRequest>,

@@ -158,7 +158,7 @@ fn execute(
                     });
                 }
                 let outcome = Outcome::IdempotencyConflict;
-                let rendered = (writer.render)(&outcome);
+                let rendered = (writer.render)(&request.command, &outcome);
                 return Ok(Executed {
                     rendered,
                     replayed: false,
@@ -168,7 +168,7 @@ fn execute(
         }
     }
     let outcome = apply(connection, writer, &request.command, now)?;
-    let rendered = (writer.render)(&outcome);
+    let rendered = (writer.render)(&request.command, &outcome);
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
             connection

@@ -1,0 +1,182 @@
+//! Bearer-key authentication and the caller's powers.
+//!
+//! A key is looked up by the SHA-256 of its secret (keys are 256-bit random, so a plain hash is
+//! enough and the secret is never stored). Found keys are cached briefly so that the hot path of
+//! a debit does not read the database to authenticate. Operator keys (`accountId` null) act on
+//! any account; account keys (next issue) act on their own account only. Lookups go by the hash,
+//! never by the secret, so their timing reveals nothing about a secret.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use credits_core::Actor;
+use credits_store::{AccountScope, ApiKey};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::AppState;
+
+/// How long a found key is trusted without asking the database again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+const KEY_CACHE_ENTRIES_MAX: usize = 10_000;
+
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A found key and when it was found.
+type CachedKey = (Arc<Principal>, Instant);
+
+#[derive(Default)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<[u8; 32], CachedKey>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: String,
+    pub account_id: Option<String>,
+    pub member_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    fn from_key(key: ApiKey) -> Principal {
+        Principal {
+            key_id: key.id,
+            account_id: key.account_id,
+            member_id: key.member_id,
+            scopes: key.scopes,
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.account_id.is_none()
+    }
+
+    /// 403 unless the key carries `scope` (operator keys carry `*`).
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == "*" || s == scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this key lacks the scope {scope}"),
+            ))
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only operator keys may do this",
+            ))
+        }
+    }
+
+    /// The account a write acts on: an operator names it in the body, an account key acts on
+    /// its own (naming another answers 404, as if it did not exist).
+    pub fn account_for_write(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        match (&self.account_id, requested) {
+            (None, Some(id)) => Ok(id.to_string()),
+            (None, None) => Err(ApiError::validation(
+                "accountId is required for operator keys",
+            )),
+            (Some(own), None) => Ok(own.clone()),
+            (Some(own), Some(id)) if own == id => Ok(own.clone()),
+            (Some(_), Some(id)) => Err(ApiError::not_found(format!("no such account {id}"))),
+        }
+    }
+
+    /// The account a read is about; `required` makes it mandatory for operators.
+    pub fn account_for_read(
+        &self,
+        requested: Option<&str>,
+        required: bool,
+    ) -> Result<Option<String>, ApiError> {
+        match (&self.account_id, requested) {
+            (None, Some(id)) => Ok(Some(id.to_string())),
+            (None, None) if required => Err(ApiError::bad_request(
+                "accountId is required for operator keys",
+            )),
+            (None, None) => Ok(None),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(own), Some(id)) if own == id => Ok(Some(own.clone())),
+            (Some(_), Some(id)) => Err(ApiError::not_found(format!("no such account {id}"))),
+        }
+    }
+
+    pub fn scope(&self) -> AccountScope {
+        self.account_id.clone()
+    }
+
+    /// Idempotency keys are scoped to the caller's account; operator keys share one scope.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.account_id {
+            None => "operator".to_string(),
+            Some(account_id) => account_id.clone(),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            member_id: self.member_id.clone(),
+            api_key_id: Some(self.key_id.clone()),
+        }
+    }
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, detail)
+}
+
+impl FromRequestParts<AppState> for Arc<Principal> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Arc<Principal>, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("the Authorization: Bearer <key> header is missing"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 512)
+            .ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
+        let hash = secret_hash(secret);
+        if let Ok(entries) = state.keys.entries.read() {
+            if let Some((principal, at)) = entries.get(&hash) {
+                if at.elapsed() < KEY_CACHE_TTL {
+                    return Ok(principal.clone());
+                }
+            }
+        }
+        let key = state
+            .store
+            .read(move |reader| reader.api_key_by_hash(&hash))
+            .await?;
+        let Some(key) = key else {
+            return Err(unauthorized("unknown or revoked key"));
+        };
+        let principal = Arc::new(Principal::from_key(key));
+        if let Ok(mut entries) = state.keys.entries.write() {
+            if entries.len() >= KEY_CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (principal.clone(), Instant::now()));
+        }
+        Ok(principal)
+    }
+}

@@ -1,0 +1,203 @@
+//! `/docs`: an API reference page rendered on the server from the OpenAPI document, with no
+//! script and no outside asset, so that it works without internet.
+
+use serde_json::Value;
+use utoipa::OpenApi;
+
+use crate::openapi::ApiDoc;
+
+pub struct Docs {
+    pub openapi_json: String,
+    pub html: String,
+}
+
+impl Docs {
+    pub fn build() -> Docs {
+        let openapi = ApiDoc::openapi();
+        let openapi_json = openapi.to_pretty_json().unwrap_or_default();
+        let value: Value = serde_json::from_str(&openapi_json).unwrap_or(Value::Null);
+        Docs {
+            openapi_json,
+            html: html_page(&value),
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn schema_name(schema: &Value) -> String {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        return format!("<a href=\"#schema-{0}\">{0}</a>", escape(name));
+    }
+    if let Some(items) = schema.get("items") {
+        return format!("array of {}", schema_name(items));
+    }
+    if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
+        let names: Vec<String> = variants.iter().map(schema_name).collect();
+        return names.join(" or ");
+    }
+    match schema.get("type") {
+        Some(Value::String(kind)) => escape(kind),
+        Some(Value::Array(kinds)) => {
+            let names: Vec<&str> = kinds.iter().filter_map(Value::as_str).collect();
+            escape(&names.join(" | "))
+        }
+        _ => "object".to_string(),
+    }
+}
+
+fn operation_html(method: &str, path: &str, operation: &Value) -> String {
+    let mut html = String::new();
+    let summary = operation
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let description = operation
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    html.push_str(&format!(
+        "<section class=\"op\"><h3><span class=\"method\">{}</span> <code>{}</code></h3><p>{}</p>",
+        method.to_uppercase(),
+        escape(path),
+        escape(summary)
+    ));
+    if !description.is_empty() {
+        html.push_str(&format!("<p>{}</p>", escape(description)));
+    }
+    if let Some(parameters) = operation.get("parameters").and_then(Value::as_array) {
+        html.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>about</th></tr>");
+        for parameter in parameters {
+            let text = |key: &str| parameter.get(key).and_then(Value::as_str).unwrap_or("");
+            let required = parameter
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            html.push_str(&format!(
+                "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(text("name")),
+                if required { " *" } else { "" },
+                escape(text("in")),
+                parameter.get("schema").map(schema_name).unwrap_or_default(),
+                escape(text("description"))
+            ));
+        }
+        html.push_str("</table>");
+    }
+    let body = operation.pointer("/requestBody/content/application~1json/schema");
+    if let Some(schema) = body {
+        html.push_str(&format!("<p>Body: {}</p>", schema_name(schema)));
+    }
+    if let Some(responses) = operation.get("responses").and_then(Value::as_object) {
+        html.push_str("<ul>");
+        for (status, response) in responses {
+            let schema = response
+                .pointer("/content/application~1json/schema")
+                .map(schema_name)
+                .unwrap_or_default();
+            let about = response
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            html.push_str(&format!(
+                "<li><b>{}</b> {} {}</li>",
+                escape(status),
+                schema,
+                escape(about)
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</section>");
+    html
+}
+
+fn schema_html(name: &str, schema: &Value) -> String {
+    let mut html = format!(
+        "<section class=\"schema\" id=\"schema-{0}\"><h3>{0}</h3>",
+        escape(name)
+    );
+    if let Some(description) = schema.get("description").and_then(Value::as_str) {
+        html.push_str(&format!("<p>{}</p>", escape(description)));
+    }
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        html.push_str("<table><tr><th>field</th><th>type</th><th>about</th></tr>");
+        for (field, property) in properties {
+            let about = property
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            html.push_str(&format!(
+                "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(field),
+                if required.contains(&field.as_str()) {
+                    " *"
+                } else {
+                    ""
+                },
+                schema_name(property),
+                escape(about)
+            ));
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+    html
+}
+
+fn html_page(openapi: &Value) -> String {
+    let mut body = String::new();
+    let title = openapi
+        .pointer("/info/title")
+        .and_then(Value::as_str)
+        .unwrap_or("API");
+    let about = openapi
+        .pointer("/info/description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    body.push_str(&format!(
+        "<h1>{} API reference</h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>. \
+         Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><h2>Endpoints</h2>",
+        escape(title),
+        escape(about)
+    ));
+    if let Some(paths) = openapi.get("paths").and_then(Value::as_object) {
+        for (path, item) in paths {
+            for method in ["get", "post", "patch", "delete"] {
+                if let Some(operation) = item.get(method) {
+                    body.push_str(&operation_html(method, path, operation));
+                }
+            }
+        }
+    }
+    body.push_str("<h2>Schemas</h2>");
+    if let Some(schemas) = openapi
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+    {
+        for (name, schema) in schemas {
+            body.push_str(&schema_html(name, schema));
+        }
+    }
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} API reference</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}}\
+         .method{{background:#234;color:#fff;padding:0 .4em;border-radius:3px;font-size:.8em}}\
+         section{{border-top:1px solid #ddd;padding:.5em 0}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}}</style></head>\
+         <body>{}</body></html>",
+        escape(title),
+        body
+    )
+}

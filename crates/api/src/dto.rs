@@ -1,0 +1,514 @@
+//! The JSON shapes of the API (SPEC section 4 and 5), and the conversion from store values.
+//! Requests reject unknown fields; responses use camelCase and RFC 3339 UTC timestamps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use credits_core::{book::Balance, Actor, Allocation, CreditRecord, Reservation, Timestamp};
+use credits_store::{Account, AutoTopUp, Service, StoredEntry, UsageRecord};
+
+use crate::extract::format_time;
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in a PATCH.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoTopUpDto {
+    pub threshold: u64,
+    pub amount: u64,
+    pub service: String,
+}
+
+impl From<&AutoTopUp> for AutoTopUpDto {
+    fn from(value: &AutoTopUp) -> AutoTopUpDto {
+        AutoTopUpDto {
+            threshold: value.threshold,
+            amount: value.amount,
+            service: value.service.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDto {
+    #[schema(example = "acct_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub low_balance_threshold: Option<u64>,
+    pub expiring_soon_days: u32,
+    pub auto_top_up: Option<AutoTopUpDto>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Account> for AccountDto {
+    fn from(account: &Account) -> AccountDto {
+        AccountDto {
+            id: account.id.clone(),
+            name: account.name.clone(),
+            external_id: account.external_id.clone(),
+            low_balance_threshold: account.low_balance_threshold,
+            expiring_soon_days: account.expiring_soon_days,
+            auto_top_up: account.auto_top_up.as_ref().map(AutoTopUpDto::from),
+            created_at: format_time(account.created_at),
+            updated_at: format_time(account.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountCreate {
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub low_balance_threshold: Option<u64>,
+    /// Default 7.
+    pub expiring_soon_days: Option<u32>,
+    pub auto_top_up: Option<AutoTopUpDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountPatchRequest {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub low_balance_threshold: Option<Option<u64>>,
+    pub expiring_soon_days: Option<u32>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<AutoTopUpDto>)]
+    pub auto_top_up: Option<Option<AutoTopUpDto>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDto {
+    #[schema(example = "smartcheck")]
+    pub id: String,
+    pub name: String,
+    /// Credits per request when no operation is named.
+    pub unit_cost: u64,
+    /// Operation name to credits per request.
+    pub operations: BTreeMap<String, u64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Service> for ServiceDto {
+    fn from(service: &Service) -> ServiceDto {
+        ServiceDto {
+            id: service.id.clone(),
+            name: service.name.clone(),
+            unit_cost: service.unit_cost,
+            operations: service.operations.clone(),
+            created_at: format_time(service.created_at),
+            updated_at: format_time(service.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceCreate {
+    /// Lowercase letters, digits, `-` and `_`; not `any`.
+    pub id: String,
+    pub name: String,
+    pub unit_cost: u64,
+    #[serde(default)]
+    pub operations: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePatchRequest {
+    pub name: Option<String>,
+    pub unit_cost: Option<u64>,
+    /// Replaces all operations.
+    pub operations: Option<BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditDto {
+    #[schema(example = "credit_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub account_id: String,
+    pub amount: u64,
+    pub used: u64,
+    pub remaining: u64,
+    pub reserved: u64,
+    pub expired_amount: u64,
+    pub voided_amount: u64,
+    pub expires_at: Option<String>,
+    /// A service id, or `any`.
+    pub service: String,
+    pub description: Option<String>,
+    /// `purchase` or `grant`.
+    pub kind: String,
+    pub priority: i64,
+    pub reference: Option<String>,
+    /// `active`, `depleted`, `expired` or `voided`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&CreditRecord> for CreditDto {
+    fn from(record: &CreditRecord) -> CreditDto {
+        CreditDto {
+            id: record.id.clone(),
+            account_id: record.account_id.clone(),
+            amount: record.amount,
+            used: record.used,
+            remaining: record.remaining,
+            reserved: record.reserved,
+            expired_amount: record.expired_amount,
+            voided_amount: record.voided_amount,
+            expires_at: record.expires_at.map(format_time),
+            service: record.service.clone(),
+            description: record.description.clone(),
+            kind: record.kind.as_str().to_string(),
+            priority: record.priority,
+            reference: record.reference.clone(),
+            status: record.status().as_str().to_string(),
+            created_at: format_time(record.created_at),
+            updated_at: format_time(record.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreditCreate {
+    /// Required for operator keys.
+    pub account_id: Option<String>,
+    /// 1 to 9007199254740991.
+    pub amount: u64,
+    /// A service id, or `any` (the default).
+    pub service: Option<String>,
+    pub description: Option<String>,
+    /// RFC 3339; null or absent never expires.
+    pub expires_at: Option<String>,
+    /// `purchase` (default) or `grant`.
+    pub kind: Option<String>,
+    /// Higher is spent first among records of the same service scope. Default 0.
+    pub priority: Option<i64>,
+    /// The billing system's payment id, unique per account.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VoidRequest {
+    /// Why the record is voided (kept in logs only for now).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationDto {
+    pub credit_id: String,
+    pub credits: u64,
+}
+
+fn allocations(allocations: &[Allocation]) -> Vec<AllocationDto> {
+    allocations
+        .iter()
+        .map(|a| AllocationDto {
+            credit_id: a.credit_id.clone(),
+            credits: a.credits,
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorDto {
+    pub member_id: Option<String>,
+    pub api_key_id: Option<String>,
+}
+
+impl From<&Actor> for ActorDto {
+    fn from(actor: &Actor) -> ActorDto {
+        ActorDto {
+            member_id: actor.member_id.clone(),
+            api_key_id: actor.api_key_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDto {
+    #[schema(example = "use_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub account_id: String,
+    pub service: String,
+    pub operation: Option<String>,
+    pub quantity: u64,
+    pub credits: u64,
+    pub allocations: Vec<AllocationDto>,
+    pub actor: ActorDto,
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Available to this service (its own records plus `any`) after the charge.
+    pub balance_after: u64,
+    /// The reservation this usage captured, if any.
+    pub reservation_id: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&UsageRecord> for UsageDto {
+    fn from(usage: &UsageRecord) -> UsageDto {
+        UsageDto {
+            id: usage.id.clone(),
+            account_id: usage.account_id.clone(),
+            service: usage.service.clone(),
+            operation: usage.operation.clone(),
+            quantity: usage.quantity,
+            credits: usage.credits,
+            allocations: allocations(&usage.allocations),
+            actor: ActorDto::from(&usage.actor),
+            metadata: usage
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            balance_after: usage.balance_after,
+            reservation_id: usage.reservation_id.clone(),
+            created_at: format_time(usage.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageCreate {
+    /// Required for operator keys.
+    pub account_id: Option<String>,
+    pub service: String,
+    pub operation: Option<String>,
+    /// 1 to 9007199254740991, default 1.
+    pub quantity: Option<u64>,
+    /// Operators only: attribute the usage to a member.
+    pub member_id: Option<String>,
+    /// Operators only: the cost, instead of the catalog's.
+    pub credits: Option<u64>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The shape of one batch event (documentation only: events are parsed one by one so that a bad
+/// event fails alone).
+#[derive(Debug, Clone, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBatchEvent {
+    /// Required: each event is idempotent on its own, exactly like `POST /v2/usage` with this
+    /// key (the two share one key space).
+    pub idempotency_key: String,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub usage: UsageCreate,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageBatchRequest {
+    /// 1 to 1000 independent events.
+    #[schema(value_type = Vec<UsageBatchEvent>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBatchResult {
+    pub idempotency_key: Option<String>,
+    /// The status this event would have had alone.
+    pub status: u16,
+    /// Whether the result was replayed from an earlier request with the same key.
+    pub replayed: bool,
+    #[schema(value_type = Option<UsageDto>)]
+    pub usage: Option<serde_json::Value>,
+    #[schema(value_type = Option<crate::error::Problem>)]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBatchResponse {
+    pub data: Vec<UsageBatchResult>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationDto {
+    #[schema(example = "res_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub account_id: String,
+    pub service: String,
+    pub credits: u64,
+    pub captured: u64,
+    /// `held`, `captured`, `released` or `expired`.
+    pub status: String,
+    pub expires_at: String,
+    pub allocations: Vec<AllocationDto>,
+    pub actor: ActorDto,
+    /// The usage a capture created.
+    pub usage_id: Option<String>,
+    pub created_at: String,
+}
+
+impl ReservationDto {
+    pub fn at(hold: &Reservation, now: Timestamp) -> ReservationDto {
+        ReservationDto {
+            id: hold.id.clone(),
+            account_id: hold.account_id.clone(),
+            service: hold.service.clone(),
+            credits: hold.credits,
+            captured: hold.captured,
+            status: hold.status_at(now).as_str().to_string(),
+            expires_at: format_time(hold.expires_at),
+            allocations: allocations(&hold.allocations),
+            actor: ActorDto::from(&hold.actor),
+            usage_id: hold.usage_id.clone(),
+            created_at: format_time(hold.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReservationCreate {
+    /// Required for operator keys.
+    pub account_id: Option<String>,
+    pub service: String,
+    pub credits: u64,
+    /// 1 to 86400, default 300.
+    pub ttl_seconds: Option<u64>,
+    /// Operators only: attribute the hold to a member.
+    pub member_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// At most the held credits; default all of them.
+    pub credits: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseRequest {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBalanceDto {
+    pub available: u64,
+    pub reserved: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextExpiryDto {
+    pub credit_id: String,
+    pub expires_at: String,
+    pub remaining: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceDto {
+    pub account_id: String,
+    pub available: u64,
+    pub reserved: u64,
+    /// One entry per service of the account's records; `any` is its own entry.
+    pub by_service: BTreeMap<String, ServiceBalanceDto>,
+    pub next_expiry: Option<NextExpiryDto>,
+    pub as_of: String,
+}
+
+impl BalanceDto {
+    pub fn new(account_id: String, balance: &Balance, now: Timestamp) -> BalanceDto {
+        BalanceDto {
+            account_id,
+            available: balance.available,
+            reserved: balance.reserved,
+            by_service: balance
+                .by_service
+                .iter()
+                .map(|(service, b)| {
+                    let dto = ServiceBalanceDto {
+                        available: b.available,
+                        reserved: b.reserved,
+                    };
+                    (service.clone(), dto)
+                })
+                .collect(),
+            next_expiry: balance.next_expiry.as_ref().map(|next| NextExpiryDto {
+                credit_id: next.credit_id.clone(),
+                expires_at: format_time(next.expires_at),
+                remaining: next.remaining,
+            }),
+            as_of: format_time(now),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntryDto {
+    #[schema(example = "le_000000000042")]
+    pub id: String,
+    pub account_id: String,
+    pub credit_id: String,
+    /// `purchase`, `grant`, `usage`, `hold`, `capture`, `release`, `expiry` or `void`.
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    /// Always positive.
+    pub credits: u64,
+    /// The record's remaining after this change.
+    pub remaining_after: u64,
+    pub usage_id: Option<String>,
+    pub reservation_id: Option<String>,
+    pub actor: ActorDto,
+    pub created_at: String,
+}
+
+impl From<&StoredEntry> for LedgerEntryDto {
+    fn from(stored: &StoredEntry) -> LedgerEntryDto {
+        let entry = &stored.entry;
+        LedgerEntryDto {
+            id: stored.id.clone(),
+            account_id: entry.account_id.clone(),
+            credit_id: entry.credit_id.clone(),
+            entry_type: entry.entry_type.as_str().to_string(),
+            credits: entry.credits,
+            remaining_after: entry.remaining_after,
+            usage_id: entry.usage_id.clone(),
+            reservation_id: entry.reservation_id.clone(),
+            actor: ActorDto::from(&entry.actor),
+            created_at: format_time(entry.created_at),
+        }
+    }
+}

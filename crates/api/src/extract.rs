@@ -1,0 +1,174 @@
+//! Turning requests into typed values, with every failure a problem+json: bodies (size limit,
+//! malformed JSON, unknown fields, wrong types), query strings, idempotency keys, cursors and
+//! timestamps.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::{request::Parts, HeaderMap, StatusCode};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use credits_core::{Timestamp, IDEMPOTENCY_KEY_LENGTH_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+use credits_store::PageRequest;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The raw body, limited to `REQUEST_BYTES_MAX` (413 `payload_too_large` past it).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<RawBody, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large"),
+            ),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// A parsed JSON body: the generic value (for the idempotency hash and batch events) and the
+/// typed request.
+pub struct Parsed<T> {
+    pub value: serde_json::Value,
+    pub request: T,
+}
+
+/// Malformed JSON is 400 `bad_request`; well-formed JSON of the wrong shape (unknown field,
+/// wrong type, missing field) is 422 `validation_failed` naming the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let request = parse_value(&value)?;
+    Ok(Parsed { value, request })
+}
+
+pub fn parse_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::validation("the body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            ApiError::validation(inner.to_string())
+        } else {
+            ApiError::validation(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// The hash that tells a replay from a conflicting reuse of an idempotency key: the method and
+/// path with the body in canonical form (parsed and written back), so whitespace does not count.
+pub fn request_hash(method_and_path: &str, value: &serde_json::Value) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(method_and_path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(value).unwrap_or_default());
+    hasher.finalize().into()
+}
+
+/// Checks an idempotency key: 1 to 255 characters.
+pub fn idempotency_key_valid(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_LENGTH_MAX {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The `Idempotency-Key` header; `required` makes its absence a 400.
+pub fn idempotency_key(headers: &HeaderMap, required: bool) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None if required => Err(ApiError::bad_request(
+            "the Idempotency-Key header is required",
+        )),
+        None => Ok(None),
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            idempotency_key_valid(key)?;
+            Ok(Some(key.to_string()))
+        }
+    }
+}
+
+/// A query string, with a malformed one answered 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiQuery<T>, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// Checks `limit` (1 to 100, default 20) and decodes `cursor`.
+pub fn page_request(limit: Option<usize>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = limit.unwrap_or(PAGE_SIZE_DEFAULT);
+    if !(1..=PAGE_SIZE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 100"));
+    }
+    let before = cursor.map(cursor_decode).transpose()?;
+    Ok(PageRequest { limit, before })
+}
+
+pub fn cursor_encode(seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
+}
+
+fn cursor_decode(cursor: &str) -> Result<i64, ApiError> {
+    let invalid = || ApiError::bad_request("cursor is not a cursor this service gave");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("v1:")
+        .and_then(|seq| seq.parse().ok())
+        .ok_or_else(invalid)
+}
+
+pub fn now() -> Timestamp {
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    Timestamp(i64::try_from(nanos / 1000).unwrap_or(i64::MAX))
+}
+
+/// RFC 3339 in UTC with `Z`.
+pub fn format_time(at: Timestamp) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    let parsed = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| ApiError::validation(format!("{field} must be an RFC 3339 timestamp")))?;
+    let micros = parsed.unix_timestamp_nanos() / 1000;
+    i64::try_from(micros)
+        .map(Timestamp)
+        .map_err(|_| ApiError::validation(format!("{field} is out of range")))
+}
+
+/// A time filter from a query string: malformed is 400.
+pub fn parse_time_query(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|text| parse_time(field, text).map_err(|e| ApiError::bad_request(e.detail)))
+        .transpose()
+}

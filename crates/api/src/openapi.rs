@@ -1,0 +1,53 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the DTO types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto::*;
+use crate::error::Problem;
+use crate::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "credits",
+        description = "Prepaid credits for an API business: purchases and grants, real-time \
+                       usage charging with burn-down, reservations, expiry and an immutable \
+                       ledger. Errors are RFC 9457 problem+json with a stable `code`."
+    ),
+    paths(
+        routes::accounts::create, routes::accounts::list, routes::accounts::retrieve,
+        routes::accounts::update,
+        routes::services::list, routes::services::retrieve, routes::services::create,
+        routes::services::update,
+        routes::credits::list, routes::credits::retrieve, routes::credits::create,
+        routes::credits::void,
+        routes::balance::retrieve,
+        routes::usage::create, routes::usage::batch, routes::usage::list,
+        routes::reservations::create, routes::reservations::retrieve,
+        routes::reservations::capture, routes::reservations::release,
+        routes::ledger::list,
+        routes::system::healthz, routes::system::readyz,
+    ),
+    components(schemas(
+        Problem, AccountDto, AccountCreate, AccountPatchRequest, AutoTopUpDto, ServiceDto,
+        ServiceCreate, ServicePatchRequest, CreditDto, CreditCreate, VoidRequest, AllocationDto,
+        ActorDto, UsageDto, UsageCreate, UsageBatchEvent, UsageBatchRequest, UsageBatchResult,
+        UsageBatchResponse, ReservationDto, ReservationCreate, CaptureRequest, ReleaseRequest,
+        BalanceDto, ServiceBalanceDto, NextExpiryDto, LedgerEntryDto,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;

@@ -1,0 +1,63 @@
+//! The answer to each write, rendered inside the writer's transaction so that it can be stored
+//! for idempotent replay together with the change it describes.
+
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use credits_store::{Command, Outcome, Rendered};
+
+use crate::dto::{AccountDto, CreditDto, ReservationDto, ServiceDto, UsageDto};
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::now;
+
+fn json(status: StatusCode, value: &impl Serialize) -> Rendered {
+    Rendered {
+        status: status.as_u16(),
+        body: serde_json::to_vec(value).unwrap_or_default(),
+    }
+}
+
+pub fn error(error: &ApiError) -> Rendered {
+    Rendered {
+        status: error.code.status().as_u16(),
+        body: error.body(),
+    }
+}
+
+/// Creations answer 201, every other successful write 200.
+fn success_status(command: &Command) -> StatusCode {
+    match command {
+        Command::CreateAccount(_)
+        | Command::CreateService { .. }
+        | Command::CreateCredit(_)
+        | Command::RecordUsage(_)
+        | Command::CreateReservation(_) => StatusCode::CREATED,
+        Command::UpdateAccount { .. }
+        | Command::UpdateService { .. }
+        | Command::VoidCredit { .. }
+        | Command::CaptureReservation { .. }
+        | Command::ReleaseReservation { .. }
+        | Command::Sweep
+        | Command::SetAdminKey { .. } => StatusCode::OK,
+    }
+}
+
+pub fn render(command: &Command, outcome: &Outcome) -> Rendered {
+    let status = success_status(command);
+    match outcome {
+        Outcome::Account(account) => json(status, &AccountDto::from(account)),
+        Outcome::Service(service) => json(status, &ServiceDto::from(service)),
+        Outcome::Credit(record) => json(status, &CreditDto::from(record)),
+        Outcome::Usage(usage) => json(status, &UsageDto::from(usage)),
+        Outcome::Reservation(hold) => json(status, &ReservationDto::at(hold, now())),
+        Outcome::Swept { .. } | Outcome::AdminKeySet => Rendered {
+            status: 200,
+            body: Vec::new(),
+        },
+        Outcome::Rejected(rejection) => error(&ApiError::from(rejection.clone())),
+        Outcome::IdempotencyConflict => error(&ApiError::new(
+            ErrorCode::IdempotencyConflict,
+            "this Idempotency-Key was used with another request in the last 24 hours",
+        )),
+    }
+}

@@ -1,0 +1,77 @@
+//! The handlers, one module per resource. Each validates, then runs one read or one write.
+
+pub mod accounts;
+pub mod balance;
+pub mod credits;
+pub mod ledger;
+pub mod reservations;
+pub mod services;
+pub mod system;
+pub mod usage;
+
+use axum::Json;
+use serde::Serialize;
+
+use credits_core::{credits_valid, TEXT_LENGTH_MAX};
+use credits_store::Page;
+
+use crate::dto::ListResponse;
+use crate::error::ApiError;
+use crate::extract::cursor_encode;
+use crate::AppState;
+
+pub(crate) fn check_credits(field: &str, amount: u64) -> Result<u64, ApiError> {
+    if credits_valid(amount) {
+        Ok(amount)
+    } else {
+        Err(ApiError::validation(format!(
+            "{field} must be an integer from 1 to 9007199254740991"
+        )))
+    }
+}
+
+pub(crate) fn check_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
+    match text {
+        Some(text) if text.is_empty() || text.len() > TEXT_LENGTH_MAX => Err(ApiError::validation(
+            format!("{field} must be 1 to {TEXT_LENGTH_MAX} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Service and operation ids: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
+pub(crate) fn check_slug(field: &str, id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "{field} must be 1 to 64 of a-z, 0-9, - and _"
+        )))
+    }
+}
+
+pub(crate) fn list_response<T, D: Serialize>(
+    page: Page<T>,
+    map: impl FnMut(T) -> D,
+) -> Json<ListResponse<D>> {
+    Json(ListResponse {
+        data: page.items.into_iter().map(map).collect(),
+        has_more: page.next.is_some(),
+        next_cursor: page.next.map(cursor_encode),
+    })
+}
+
+/// 404 unless the account exists (so that a list filtered by an unknown account says so).
+pub(crate) async fn account_exists(state: &AppState, account_id: &str) -> Result<(), ApiError> {
+    let id = account_id.to_string();
+    let found = state.store.read(move |reader| reader.account(&id)).await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("no such account {account_id}"))),
+    }
+}

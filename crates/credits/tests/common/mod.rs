@@ -1,0 +1,256 @@
+//! Spawns the real `credits` binary on a free port with a fresh data directory, and offers typed
+//! helpers over real HTTP. Set `TEST_LOG=1` to see the server's logs.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const ADMIN_KEY: &str = "test_admin_key_0123456789abcdef0123456789";
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+pub fn fresh_dir() -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "credits-test-{}-{}-{n}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    child: Option<Child>,
+}
+
+/// A response: status, headers and the body parsed as JSON (Null when not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(&fresh_dir()).await
+}
+
+/// Starts the binary on `data_dir` (which may hold an earlier run's database).
+pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
+    command
+        .arg("serve")
+        .env("CREDITS_LISTEN", "127.0.0.1:0")
+        .env("CREDITS_DATA_DIR", data_dir)
+        .env("CREDITS_ADMIN_KEY", ADMIN_KEY)
+        .env_remove("CREDITS_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if std::env::var_os("TEST_LOG").is_none() {
+        command.env("CREDITS_LOG", "warn");
+    }
+    let mut child = command.spawn().expect("the credits binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("[server] {line}");
+            }
+            if !sent {
+                if let Some(address) = line.strip_prefix("credits listening on ") {
+                    let _ = sender.send(address.to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server prints its address within 30 s");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        data_dir: data_dir.to_path_buf(),
+        client,
+        child: Some(child),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn usage_body(account: &str, service: &str, quantity: u64) -> Value {
+    json!({"accountId": account, "service": service, "quantity": quantity})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        assert!(status.unwrap().success());
+        child.wait().unwrap().success()
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(reqwest::Method::GET, path, Some(ADMIN_KEY), &[], None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.post_raw(path, &body.to_string(), None).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str, idempotency_key: Option<&str>) -> Answer {
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k)])
+            .unwrap_or_default();
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some(ADMIN_KEY),
+            &headers,
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn post_idempotent(&self, path: &str, key: &str, body: &Value) -> Answer {
+        self.post_raw(path, &body.to_string(), Some(key)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        self.request(
+            reqwest::Method::PATCH,
+            path,
+            Some(ADMIN_KEY),
+            &[],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Creates an account and returns its id.
+    pub async fn create_account(&self) -> String {
+        let answer = self.post("/v2/accounts", &json!({"name": "Acme"})).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        answer.json["id"].as_str().unwrap().to_string()
+    }
+
+    /// Records a purchase with the given extra fields and returns the credit record.
+    pub async fn purchase(&self, account: &str, amount: u64, extra: Value) -> Value {
+        let mut body = json!({"accountId": account, "amount": amount});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let answer = self.post("/v2/credits", &body).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        answer.json
+    }
+
+    /// Records usage with a fresh idempotency key.
+    pub async fn use_credits(&self, account: &str, service: &str, quantity: u64) -> Answer {
+        let key = format!("k-{}", NEXT_DIR.fetch_add(1, Ordering::SeqCst));
+        self.post_idempotent("/v2/usage", &key, &usage_body(account, service, quantity))
+            .await
+    }
+
+    pub async fn credit(&self, id: &str) -> Value {
+        let answer = self.get(&format!("/v2/credits/{id}")).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.json
+    }
+
+    pub async fn balance(&self, account: &str) -> Value {
+        let answer = self.get(&format!("/v2/balance?accountId={account}")).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.json
+    }
+}

@@ -227,8 +227,7 @@ impl Book {
         self.records
             .iter()
             .filter(|r| r.applies_to(service) && !r.expired && !r.voided)
-            .map(|r| r.remaining)
-            .sum()
+            .fold(0u64, |sum, r| sum.saturating_add(r.remaining))
     }
 
     /// Picks the credits to draw in burn-down order, or rejects if they are short.
@@ -414,9 +413,16 @@ impl Book {
                 "credits must be 1 to the {held} held"
             )));
         }
+        let allocations = self.holds[index].allocations.clone();
+        // Check before the first change, so that a capture applies completely or not at all.
+        if let Some(missing) = allocations
+            .iter()
+            .find(|a| self.record_index(&a.credit_id).is_none())
+        {
+            return Err(Rejection::NotFound(format!("credit {}", missing.credit_id)));
+        }
         let mut left = credits;
         let mut captured = Vec::new();
-        let allocations = self.holds[index].allocations.clone();
         for allocation in &allocations {
             let take = left.min(allocation.credits);
             if take > 0 {

@@ -164,10 +164,10 @@ impl CreditRecord {
 
     /// The burn-down order: service-specific before `any`, then higher priority, then earliest
     /// expiry (never-expiring last), then oldest, then id.
-    pub fn burn_down_key(&self) -> (bool, i64, bool, i64, i64, &str) {
+    pub fn burn_down_key(&self) -> (bool, std::cmp::Reverse<i64>, bool, i64, i64, &str) {
         (
             self.service == SERVICE_ANY,
-            self.priority.saturating_neg(),
+            std::cmp::Reverse(self.priority),
             self.expires_at.is_none(),
             self.expires_at.map_or(0, Timestamp::micros),
             self.created_at.micros(),

@@ -131,8 +131,7 @@ fn priority() -> impl Strategy<Value = i64> {
         6 => Just(0i64),
         4 => -2i64..=2,
         1 => Just(i64::MAX),
-        // Not `i64::MIN`: `burn_down_key` negates with `saturating_neg`, which maps it onto the
-        // same key as `i64::MIN + 1`, so the two would not burn down in priority order.
+        1 => Just(i64::MIN),
         1 => Just(i64::MIN + 1),
         1 => Just(i64::MIN + 2),
     ]

@@ -3,7 +3,7 @@
 //! timestamps.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{request::Parts, HeaderMap, StatusCode};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -103,6 +103,20 @@ pub fn idempotency_key(headers: &HeaderMap, required: bool) -> Result<Option<Str
             idempotency_key_valid(key)?;
             Ok(Some(key.to_string()))
         }
+    }
+}
+
+/// A path parameter, with a malformed one (say, not UTF-8) answered 400 problem+json.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiPath<T>, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
     }
 }
 

@@ -16,8 +16,6 @@ use credits_store::{Command, Outcome, Store, WriteRequest};
 
 /// The shortest admin key accepted from `CREDITS_ADMIN_KEY`.
 const ADMIN_KEY_LENGTH_MIN: usize = 32;
-/// How often due expiries are applied in the background (reads are exact without it).
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +53,10 @@ struct ServeArgs {
         hide_env_values = true
     )]
     admin_key: Option<String>,
+    /// How often due expiries are applied in the background, in milliseconds. Reads and writes
+    /// are exact without it; tests stretch it to show that.
+    #[arg(long, env = "CREDITS_SWEEP_INTERVAL_MS", default_value_t = 1000, hide = true)]
+    sweep_interval_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,7 +98,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open {}", database.display()))?;
     admin_key_bootstrap(&store, args.admin_key.as_deref(), &args.data_dir).await?;
 
-    let sweeper = tokio::spawn(sweep_forever(store.clone()));
+    let sweep_interval = Duration::from_millis(args.sweep_interval_ms.max(10));
+    let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_interval));
     let app = credits_api::router(AppState::new(store));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -166,8 +169,8 @@ async fn admin_key_bootstrap(store: &Store, given: Option<&str>, dir: &Path) -> 
     Ok(())
 }
 
-async fn sweep_forever(store: Store) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+async fn sweep_forever(store: Store, every: Duration) {
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
@@ -14,7 +14,7 @@ use super::{check_credits, check_slug, check_text, list_response};
 use crate::auth::Principal;
 use crate::dto::{AccountCreate, AccountDto, AccountPatchRequest, AutoTopUpDto, ListResponse};
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, page_request, parse_json, ApiQuery, RawBody};
+use crate::extract::{idempotency_key, page_request, parse_json, ApiPath, ApiQuery, RawBody};
 use crate::{write, AppState};
 
 fn auto_top_up(dto: AutoTopUpDto) -> Result<AutoTopUp, ApiError> {
@@ -114,7 +114,7 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccountDto>, ApiError> {
     let lookup = id.clone();
     let account = state
@@ -141,7 +141,7 @@ pub async fn retrieve(
 pub async fn update(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     principal.require("accounts:manage")?;

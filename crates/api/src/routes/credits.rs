@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::dto::{CreditCreate, CreditDto, ListResponse, VoidRequest};
 use crate::error::ApiError;
 use crate::extract::{
-    idempotency_key, now, page_request, parse_json, parse_time, ApiQuery, RawBody,
+    idempotency_key, now, page_request, parse_json, parse_time, ApiPath, ApiQuery, RawBody,
 };
 use crate::{write, AppState};
 
@@ -75,7 +75,7 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CreditDto>, ApiError> {
     principal.require("credits:read")?;
     let lookup = id.clone();
@@ -164,7 +164,7 @@ pub async fn create(
 pub async fn void(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(credit_id): Path<String>,
+    ApiPath(credit_id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
@@ -15,7 +15,7 @@ use super::{check_credits, check_slug, check_text};
 use crate::auth::Principal;
 use crate::dto::{CaptureRequest, ReleaseRequest, ReservationCreate, ReservationDto};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{idempotency_key, now, parse_json, RawBody};
+use crate::extract::{idempotency_key, now, parse_json, ApiPath, RawBody};
 use crate::{write, AppState};
 
 /// Hold credits: moves them from remaining to reserved, or 402.
@@ -80,7 +80,7 @@ pub async fn create(
 pub async fn retrieve(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ReservationDto>, ApiError> {
     principal.require("credits:read")?;
     let lookup = id.clone();
@@ -112,7 +112,7 @@ pub async fn retrieve(
 pub async fn capture(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -142,7 +142,7 @@ pub async fn capture(
 pub async fn release(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
@@ -15,7 +15,7 @@ use super::{check_slug, check_text};
 use crate::auth::Principal;
 use crate::dto::{ListResponse, ServiceCreate, ServiceDto, ServicePatchRequest};
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, parse_json, RawBody};
+use crate::extract::{idempotency_key, parse_json, ApiPath, RawBody};
 use crate::{write, AppState};
 
 /// Costs may be 0 (a free operation, still recorded) up to 2^53 - 1.
@@ -61,7 +61,7 @@ pub async fn list(
 pub async fn retrieve(
     State(state): State<AppState>,
     _principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ServiceDto>, ApiError> {
     let lookup = id.clone();
     match state
@@ -120,7 +120,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     principal.require_operator()?;

@@ -34,6 +34,9 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
     child: Option<Child>,
+    /// Whether dropping this app removes the data directory. A restarted app on the same
+    /// directory does not own it; the first app, declared earlier, is dropped last and cleans up.
+    owns_dir: bool,
 }
 
 /// A response: status, headers and the body parsed as JSON (Null when not JSON).
@@ -60,11 +63,24 @@ impl std::fmt::Debug for Answer {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_in(&fresh_dir()).await
+    let mut app = spawn_app_in(&fresh_dir()).await;
+    app.owns_dir = true;
+    app
+}
+
+/// Starts the binary on a fresh data directory with extra environment variables.
+pub async fn spawn_app_with_env(env: &[(&str, &str)]) -> TestApp {
+    let mut app = start(&fresh_dir(), env).await;
+    app.owns_dir = true;
+    app
 }
 
 /// Starts the binary on `data_dir` (which may hold an earlier run's database).
 pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
+    start(data_dir, &[]).await
+}
+
+async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
     command
         .arg("serve")
@@ -73,7 +89,8 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
         .env("CREDITS_ADMIN_KEY", ADMIN_KEY)
         .env_remove("CREDITS_DATABASE_URL")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .envs(env.iter().copied());
     if std::env::var_os("TEST_LOG").is_none() {
         command.env("CREDITS_LOG", "warn");
     }
@@ -106,6 +123,7 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
         data_dir: data_dir.to_path_buf(),
         client,
         child: Some(child),
+        owns_dir: false,
     }
 }
 
@@ -114,6 +132,9 @@ impl Drop for TestApp {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
 }

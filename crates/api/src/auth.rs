@@ -113,6 +113,13 @@ impl Principal {
         }
     }
 
+    /// Whether the caller may see objects of `account_id` (others answer 404, as if absent).
+    pub fn sees(&self, account_id: &str) -> bool {
+        self.account_id
+            .as_deref()
+            .is_none_or(|own| own == account_id)
+    }
+
     pub fn scope(&self) -> AccountScope {
         self.account_id.clone()
     }

@@ -122,14 +122,7 @@ pub async fn retrieve(
         .read(move |reader| reader.account(&lookup))
         .await?;
     match account {
-        Some(account)
-            if principal
-                .account_id
-                .as_deref()
-                .is_none_or(|own| own == account.id) =>
-        {
-            Ok(Json(AccountDto::from(&account)))
-        }
+        Some(account) if principal.sees(&account.id) => Ok(Json(AccountDto::from(&account))),
         _ => Err(ApiError::not_found(format!("no such account {id}"))),
     }
 }

@@ -84,14 +84,7 @@ pub async fn retrieve(
         .read(move |reader| reader.credit(&lookup, now()))
         .await?;
     match record {
-        Some(record)
-            if principal
-                .account_id
-                .as_deref()
-                .is_none_or(|own| own == record.account_id) =>
-        {
-            Ok(Json(CreditDto::from(&record)))
-        }
+        Some(record) if principal.sees(&record.account_id) => Ok(Json(CreditDto::from(&record))),
         _ => Err(ApiError::not_found(format!("no such credit {id}"))),
     }
 }

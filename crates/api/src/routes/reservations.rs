@@ -89,12 +89,7 @@ pub async fn retrieve(
         .read(move |reader| reader.reservation(&lookup))
         .await?;
     match hold {
-        Some(hold)
-            if principal
-                .account_id
-                .as_deref()
-                .is_none_or(|own| own == hold.account_id) =>
-        {
+        Some(hold) if principal.sees(&hold.account_id) => {
             Ok(Json(ReservationDto::at(&hold, now())))
         }
         _ => Err(ApiError::not_found(format!("no such reservation {id}"))),

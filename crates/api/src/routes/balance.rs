@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
-use super::account_exists;
 use crate::auth::Principal;
 use crate::dto::BalanceDto;
 use crate::error::ApiError;
@@ -34,12 +33,16 @@ pub async fn retrieve(
     let account_id = principal
         .account_for_read(query.account_id.as_deref(), true)?
         .ok_or_else(|| ApiError::bad_request("accountId is required"))?;
-    account_exists(&state, &account_id).await?;
     let at = now();
     let lookup = account_id.clone();
+    // One trip to a read connection: the account check and the balance together.
     let balance = state
         .store
-        .read(move |reader| reader.balance(&lookup, at))
-        .await?;
+        .read(move |reader| match reader.account(&lookup)? {
+            Some(_) => reader.balance(&lookup, at).map(Some),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no such account {account_id}")))?;
     Ok(Json(BalanceDto::new(account_id, &balance, at)))
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Goal: one command that measures the credits service and its baselines in the same run, on the
+# same machine, so that ratios between them mean something.
+# Method: build the release binaries; wait (up to MAX_WAIT s) until the 1-min load average is
+# below MAX_LOAD; run the hand-written baselines from a fresh copy of shared/bench (SQLite via
+# Python, PostgreSQL via pgbench, optionally Redis via redis-benchmark), then credits-bench
+# (hot, spread, batch 100/1000, healthz); print every result. Nothing outside /tmp/bench is
+# written except the cargo target dir; PostgreSQL gets its own role/db from the baseline script.
+#
+# Usage: benches/run.sh            (about 8 minutes)
+# Env:   SECS=15 CONNS=64 ACCOUNTS=10000 SQLITE_SECS=10 PG_SECS=15 PG_VARIANTS="txn cte"
+#        REDIS=1 REDIS_SECS=15 MAX_LOAD=1.0 MAX_WAIT=600 SHARED=/work/shared/bench
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+SECS=${SECS:-15}; CONNS=${CONNS:-64}; ACCOUNTS=${ACCOUNTS:-10000}
+SQLITE_SECS=${SQLITE_SECS:-10}; PG_SECS=${PG_SECS:-15}; PG_VARIANTS=${PG_VARIANTS:-"txn cte"}
+REDIS=${REDIS:-1}; REDIS_SECS=${REDIS_SECS:-15}
+MAX_LOAD=${MAX_LOAD:-1.0}; MAX_WAIT=${MAX_WAIT:-600}
+SHARED=${SHARED:-$(cd "$root/.." && pwd)/shared/bench}
+[ -d "$SHARED" ] || SHARED=/work/shared/bench
+work=/tmp/bench
+
+section() { printf '\n==== %s (load %s) ====\n' "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+section "build"
+cargo build --release -p credits -p credits-bench
+
+section "wait for an idle machine (1-min load < $MAX_LOAD, at most ${MAX_WAIT}s)"
+waited=0
+while :; do
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load1" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then
+    echo "load $load1 after ${waited}s: measuring"; break
+  fi
+  if [ "$waited" -ge "$MAX_WAIT" ]; then
+    echo "load still $load1 after ${waited}s: measuring anyway (note it with the numbers)"; break
+  fi
+  sleep 15; waited=$((waited + 15))
+done
+uptime
+
+section "baselines: fresh copy of $SHARED in $work"
+rm -rf "$work"; cp -r "$SHARED" "$work"
+rm -f "$work"/results/*.txt          # the scripts append; keep only this run's lines
+
+section "sqlite/run_sqlite.sh $SQLITE_SECS"
+"$work/sqlite/run_sqlite.sh" "$SQLITE_SECS"
+
+section "pg/run_pg.sh $PG_SECS \"$PG_VARIANTS\" on \"64\""
+(cd "$work" && pg/run_pg.sh "$PG_SECS" "$PG_VARIANTS" on "64")
+
+if [ "$REDIS" = 1 ]; then
+  section "redis/run_redis.sh $REDIS_SECS 50"
+  "$work/redis/run_redis.sh" "$REDIS_SECS" 50
+fi
+
+section "credits-bench: hot, spread, batch 100/1000, healthz; $CONNS connections, $SECS s"
+target/release/credits-bench --bin target/release/credits -c "$CONNS" -d "$SECS" \
+  --accounts "$ACCOUNTS" --scenarios hot,spread,batch,healthz --out "$work/results/credits.md"
+
+section "all results of this run"
+for f in sqlite.txt pg_sc_on.txt redis.txt; do
+  [ -f "$work/results/$f" ] && { echo "--- $f"; cat "$work/results/$f"; }
+done
+echo "--- credits.md"
+cat "$work/results/credits.md"

@@ -1,0 +1,514 @@
+//! `credits-bench`: the end-to-end load benchmark of the `credits` service over real HTTP.
+//!
+//! Goal: what a client sees from the release binary under many concurrent connections (requests
+//! and events per second, p50/p99/max latency, every non-success answer), where the time goes
+//! (CPU of the service, of its single writer thread and of this load generator; disk flushes),
+//! and proof that every acknowledged usage was charged exactly once.
+//! Method: start `credits serve` on a free loopback port with a fresh data directory; create and
+//! fund the accounts concurrently; run each scenario (`hot`, `spread`, `batchN`, optionally
+//! `healthz`/`balance`) as C closed-loop keep-alive connections for a fixed time after a warm-up;
+//! then compare `GET /v2/balance` of a sample of accounts with what was acknowledged; print one
+//! Markdown report (also to `--out`).
+
+mod load;
+mod server;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use load::{Kind, Plan, Tally, Target};
+use server::{Server, Snapshot, Usage};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "credits-bench",
+    about = "HTTP load benchmark of the credits service (starts the release binary itself)"
+)]
+struct Args {
+    /// The `credits` binary to start (build it with `cargo build --release -p credits`).
+    #[arg(long, default_value = "target/release/credits")]
+    bin: PathBuf,
+    /// Concurrent connections (one closed-loop task each).
+    #[arg(long, short = 'c', default_value_t = 64)]
+    connections: usize,
+    /// Connections for the batch scenarios (default: --connections).
+    #[arg(long)]
+    batch_connections: Option<usize>,
+    /// Measured seconds per scenario.
+    #[arg(long, short = 'd', default_value_t = 15)]
+    duration: u64,
+    /// Warm-up seconds before each measured window (same load, not counted).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Accounts to create and fund.
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// Credits granted to each account (one never-expiring purchase for any service).
+    #[arg(long, default_value_t = 1_000_000_000_000)]
+    fund: u64,
+    /// Scenarios, in order: hot, spread, batch (one per --batch-sizes), batchN, healthz, balance.
+    #[arg(long, value_delimiter = ',', default_value = "hot,spread,batch")]
+    scenarios: Vec<String>,
+    /// Events per request of the `batch` scenario (1 to 1000 each).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    batch_sizes: Vec<usize>,
+    /// Accounts whose balance is checked at the end (evenly spaced; the hot account always).
+    #[arg(long, default_value_t = 1000)]
+    check_sample: usize,
+    /// Block device whose flushes are counted (/proc/diskstats name).
+    #[arg(long, default_value = "vda")]
+    disk: String,
+    /// Keep the service's data directory instead of deleting it.
+    #[arg(long)]
+    keep_data: bool,
+    /// Also write the report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn scenarios(args: &Args) -> anyhow::Result<Vec<Kind>> {
+    let mut kinds = Vec::new();
+    for name in &args.scenarios {
+        match name.trim() {
+            "hot" => kinds.push(Kind::Hot),
+            "spread" => kinds.push(Kind::Spread),
+            "healthz" => kinds.push(Kind::Healthz),
+            "balance" => kinds.push(Kind::Balance),
+            "batch" => kinds.extend(args.batch_sizes.iter().map(|&n| Kind::Batch(n))),
+            other => match other.strip_prefix("batch").map(str::parse::<usize>) {
+                Some(Ok(n)) => kinds.push(Kind::Batch(n)),
+                _ => bail!("unknown scenario {other:?}"),
+            },
+        }
+    }
+    for kind in &kinds {
+        if let Kind::Batch(n) = kind {
+            if !(1..=1000).contains(n) {
+                bail!("batch sizes are 1 to 1000, not {n}");
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// One scenario's result.
+struct Measured {
+    kind: Kind,
+    connections: usize,
+    tally: Tally,
+    window: Duration,
+    usage: Usage,
+    load_before: String,
+}
+
+impl Measured {
+    fn requests_per_second(&self) -> f64 {
+        self.tally.requests as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    fn events_per_second(&self) -> f64 {
+        self.tally.events_ok as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at percentile `p` (0 to 100) in ms, nearest rank.
+    fn latency_ms(&self, sorted: &[u32], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        let index = rank.saturating_sub(1).min(sorted.len() - 1);
+        f64::from(sorted[index]) / 1000.0
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// What every scenario run shares.
+struct Shared<'a> {
+    args: &'a Args,
+    clients: &'a [reqwest::Client],
+    target: Arc<Target>,
+    pid: u32,
+    tag: &'a str,
+    ticks: f64,
+}
+
+async fn run_scenario(
+    kind: Kind,
+    connections: usize,
+    shared: &Shared<'_>,
+) -> anyhow::Result<Measured> {
+    let (args, clients, target) = (shared.args, shared.clients, &shared.target);
+    let load_before = load_average();
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let plan = Arc::new(Plan {
+        kind,
+        tag: shared.tag.to_string(),
+        measure_from,
+        end: measure_from + Duration::from_secs(args.duration),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, client) in clients.iter().take(connections).enumerate() {
+        tasks.spawn(load::worker(
+            index,
+            client.clone(),
+            Arc::clone(target),
+            Arc::clone(&plan),
+        ));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let first = Snapshot::take(shared.pid, &args.disk);
+    tokio::time::sleep_until(plan.end.into()).await;
+    let last = Snapshot::take(shared.pid, &args.disk);
+    let mut tally = Tally::empty(target.accounts.len());
+    while let Some(joined) = tasks.join_next().await {
+        tally.merge(joined.context("a load task panicked")?);
+    }
+    let window = plan.end.duration_since(measure_from);
+    Ok(Measured {
+        kind,
+        connections,
+        tally,
+        window,
+        usage: Usage::between(&first, &last, shared.ticks),
+        load_before,
+    })
+}
+
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "?".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// Thousands separators, for readability of rates.
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let kinds = scenarios(&args)?;
+    if args.connections == 0 || args.accounts == 0 {
+        bail!("--connections and --accounts must be at least 1");
+    }
+    let binary = std::fs::canonicalize(&args.bin).with_context(|| {
+        format!(
+            "no binary at {} (cargo build --release -p credits)",
+            args.bin.display()
+        )
+    })?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tag = format!("b{:x}", nanos % (1 << 48));
+    // 12 + 28 = 40 characters (the service wants at least 32).
+    let admin_key = format!("bench_admin_{nanos:028x}");
+    let data_dir = std::env::temp_dir().join(format!("credits-bench-{}-{tag}", std::process::id()));
+    let ticks = server::clock_ticks_per_second();
+    let load_at_start = load_average();
+
+    let mut server = Server::start(&binary, &data_dir, &admin_key).await?;
+    eprintln!(
+        "credits-bench: service pid {} at {}, data in {}",
+        server.pid,
+        server.address,
+        data_dir.display()
+    );
+    let batch_connections = args.batch_connections.unwrap_or(args.connections);
+    let timeout = Duration::from_secs(120);
+    let clients = (0..args.connections.max(batch_connections))
+        .map(|_| load::client(timeout))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut target = Target {
+        base: server.base_url(),
+        authorization: format!("Bearer {admin_key}"),
+        accounts: Vec::new(),
+    };
+
+    // The cost of one `smartcheck` usage of quantity 1, as the catalog says.
+    let (status, service) = load::get_json(&clients[0], &target, "/v2/services/smartcheck").await?;
+    let cost = match (status, service["unitCost"].as_u64()) {
+        (200, Some(cost)) => cost,
+        _ => bail!("GET /v2/services/smartcheck answered {status}: {service}"),
+    };
+
+    eprintln!(
+        "credits-bench: creating and funding {} accounts ({} connections)",
+        args.accounts, args.connections
+    );
+    let setup_started = Instant::now();
+    target.accounts = load::setup_accounts(
+        &clients[..args.connections],
+        &target,
+        args.accounts,
+        args.fund,
+    )
+    .await?;
+    let setup_time = setup_started.elapsed();
+    let target = Arc::new(target);
+    let shared = Shared {
+        args: &args,
+        clients: &clients,
+        target: Arc::clone(&target),
+        pid: server.pid,
+        tag: &tag,
+        ticks,
+    };
+
+    let mut results = Vec::new();
+    for &kind in &kinds {
+        let connections = if matches!(kind, Kind::Batch(_)) {
+            batch_connections
+        } else {
+            args.connections
+        };
+        eprintln!(
+            "credits-bench: {} with {connections} connections, {} s warm-up + {} s measured (load {})",
+            kind.name(),
+            args.warmup,
+            args.duration,
+            load_average()
+        );
+        let measured = run_scenario(kind, connections, &shared).await?;
+        eprintln!(
+            "credits-bench: {}: {:.0} requests/s, {:.0} events/s, {} errors",
+            kind.name(),
+            measured.requests_per_second(),
+            measured.events_per_second(),
+            measured.tally.errors.values().sum::<u64>()
+        );
+        results.push(measured);
+        if let Some(status) = server.exited() {
+            bail!("the service exited during {}: {status}", kind.name());
+        }
+    }
+
+    let mut totals = Tally::empty(target.accounts.len());
+    for measured in &mut results {
+        let mut tally = Tally::empty(target.accounts.len());
+        std::mem::swap(&mut tally.charged, &mut measured.tally.charged);
+        std::mem::swap(&mut tally.unknown, &mut measured.tally.unknown);
+        totals.merge(tally);
+    }
+    let check_clients = &clients[..args.connections];
+    let check = load::check_balances(
+        check_clients,
+        Arc::clone(&target),
+        &totals,
+        args.fund,
+        cost,
+        args.check_sample,
+    )
+    .await?;
+    let data_bytes = directory_bytes(&data_dir);
+    let log = server.log();
+    let exit = server.stop().await?;
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+
+    let report = render(
+        &args,
+        &kinds,
+        &mut results,
+        &check,
+        &log,
+        &exit,
+        setup_time,
+        cost,
+        data_bytes,
+        &load_at_start,
+    );
+    println!("{report}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &report)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !check.mismatches.is_empty() {
+        bail!("{} balance mismatches", check.mismatches.len());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    args: &Args,
+    kinds: &[Kind],
+    results: &mut [Measured],
+    check: &load::Check,
+    log: &server::LogTally,
+    exit: &str,
+    setup_time: Duration,
+    cost: u64,
+    data_bytes: u64,
+    load_at_start: &str,
+) -> String {
+    let mut out = String::new();
+    let names: Vec<String> = kinds.iter().map(|k| k.name()).collect();
+    let _ = writeln!(out, "## credits-bench\n");
+    let _ = writeln!(
+        out,
+        "- binary `{}`, scenarios {}, {} s warm-up + {} s measured each, closed loop",
+        args.bin.display(),
+        names.join(", "),
+        args.warmup,
+        args.duration
+    );
+    let _ = writeln!(
+        out,
+        "- {} accounts funded with {} credits each; one usage = `smartcheck` x 1 = {cost} credit(s); load average at start {load_at_start}",
+        args.accounts, args.fund
+    );
+    let writes = 2 * args.accounts;
+    let _ = writeln!(
+        out,
+        "- setup: {} accounts + {} purchases in {:.1} s ({} writes/s, {} connections)\n",
+        args.accounts,
+        args.accounts,
+        setup_time.as_secs_f64(),
+        grouped(writes as f64 / setup_time.as_secs_f64().max(1e-9)),
+        args.connections
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | conns | events/req | requests/s | events/s | p50 ms | p99 ms | max ms | errors | service CPU | writer thread | bench CPU | disk flushes/s | events/flush | service writes MB/s | KB written/event | load before |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for measured in results.iter_mut() {
+        measured.tally.latencies_us.sort_unstable();
+        let sorted = &measured.tally.latencies_us;
+        let errors: u64 = measured.tally.errors.values().sum();
+        let error_text = if errors == 0 {
+            "0".to_string()
+        } else {
+            measured
+                .tally
+                .errors
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let events_per_flush = match measured.usage.flushes_per_second {
+            Some(f) if f > 0.0 && measured.kind.charges() => {
+                format!("{:.1}", measured.events_per_second() / f)
+            }
+            _ => "-".into(),
+        };
+        let written = measured.usage.written_per_second;
+        let kb_per_event = match written {
+            Some(w) if measured.kind.charges() && measured.events_per_second() > 0.0 => {
+                format!("{:.1}", w / 1024.0 / measured.events_per_second())
+            }
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            measured.kind.name(),
+            measured.connections,
+            measured.kind.events_per_request(),
+            grouped(measured.requests_per_second()),
+            grouped(measured.events_per_second()),
+            measured.latency_ms(sorted, 50.0),
+            measured.latency_ms(sorted, 99.0),
+            measured.latency_ms(sorted, 100.0),
+            error_text,
+            optional(measured.usage.server_cores, 2),
+            optional(measured.usage.writer_cores, 2),
+            optional(measured.usage.bench_cores, 2),
+            optional(measured.usage.flushes_per_second, 0),
+            events_per_flush,
+            optional(written.map(|w| w / 1e6), 0),
+            kb_per_event,
+            measured.load_before,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU columns are cores (1.00 = one core busy) over the measured window; the box has {} cores shared by service and bench. Disk flushes are device-wide (`{}` in /proc/diskstats); service writes are the `write_bytes` of the service process (/proc/PID/io: WAL, database file and checkpoints). Errors count every answer of the scenario (warm-up included); requests/s, events/s and latencies count answers received in the measured window.",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.disk
+    );
+    for measured in results.iter() {
+        for (kind, sample) in &measured.tally.error_samples {
+            let _ = writeln!(
+                out,
+                "\n- {} error `{kind}` x{} (over {} requests): first answer `{sample}`",
+                measured.kind.name(),
+                measured.tally.errors.get(kind).copied().unwrap_or(0),
+                measured.tally.sent_total
+            );
+        }
+    }
+    let verdict = if check.mismatches.is_empty() {
+        "OK"
+    } else {
+        "MISMATCH"
+    };
+    let _ = writeln!(
+        out,
+        "\nBalance check: {verdict}. {} accounts checked (the hot account among them): {} exact, {} within the range of unknown-outcome requests, {} mismatched. Usages acknowledged 201 over the whole run: {}; with unknown outcome (transport error or 5xx): {}.",
+        check.checked,
+        check.exact,
+        check.within_unknown,
+        check.mismatches.len(),
+        check.charged_total,
+        check.unknown_total
+    );
+    for mismatch in check.mismatches.iter().take(10) {
+        let _ = writeln!(out, "- {mismatch}");
+    }
+    let _ = writeln!(
+        out,
+        "\nService: {} stderr lines after start, {} ERROR, {} WARN; exit after SIGTERM: {exit}; data directory {:.1} MiB at the end.",
+        log.lines,
+        log.errors,
+        log.warnings,
+        data_bytes as f64 / (1024.0 * 1024.0)
+    );
+    for sample in &log.samples {
+        let _ = writeln!(out, "    {sample}");
+    }
+    out
+}

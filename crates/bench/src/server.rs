@@ -1,0 +1,265 @@
+//! The service under test and the machine around it.
+//!
+//! Goal: run the real release `credits` binary exactly as an operator would, and see what it
+//! costs. Method: spawn `credits serve` on `127.0.0.1:0` with a fresh data directory and a given
+//! admin key, learn the address from the `credits listening on http://ADDR` line on its stderr,
+//! keep draining stderr (counting `ERROR`/`WARN` lines, keeping the first few), and read CPU time
+//! (the process, its `credits-writer` thread, this bench), the bytes the service wrote to storage
+//! and block-device flushes from `/proc`, so that each measured window can say where the time
+//! went.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The line the service prints once it accepts connections.
+const LISTENING_PREFIX: &str = "credits listening on http://";
+/// Log lines kept verbatim for the report.
+const LOG_SAMPLES_MAX: usize = 20;
+
+/// What the service wrote to stderr after it started.
+#[derive(Default, Debug, Clone)]
+pub struct LogTally {
+    pub lines: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    pub samples: Vec<String>,
+}
+
+pub struct Server {
+    child: Child,
+    pub pid: u32,
+    pub address: String,
+    pub log: Arc<Mutex<LogTally>>,
+}
+
+/// Removes terminal colour codes so that log samples read well in Markdown.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Server {
+    /// Starts `binary serve` on a free loopback port with `data_dir` and `admin_key`.
+    pub async fn start(binary: &Path, data_dir: &Path, admin_key: &str) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .env("CREDITS_LISTEN", "127.0.0.1:0")
+            .env("CREDITS_DATA_DIR", data_dir)
+            .env("CREDITS_ADMIN_KEY", admin_key)
+            .env_remove("CREDITS_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let pid = child.id().context("the service exited at once")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut before = Vec::new();
+        let address = loop {
+            let next = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+            match next {
+                Err(_) => bail!("no listening line within 60 s; stderr so far: {before:?}"),
+                Ok(Err(error)) => bail!("cannot read the service's stderr: {error}"),
+                Ok(Ok(None)) => bail!("the service exited before listening; stderr: {before:?}"),
+                Ok(Ok(Some(line))) => {
+                    if let Some(address) = line.trim().strip_prefix(LISTENING_PREFIX) {
+                        break address.trim().to_string();
+                    }
+                    before.push(strip_ansi(&line));
+                }
+            }
+        };
+        let log = Arc::new(Mutex::new(LogTally::default()));
+        let tally = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+                tally.lines += 1;
+                let error = line.contains("ERROR");
+                let warning = line.contains("WARN");
+                tally.errors += u64::from(error);
+                tally.warnings += u64::from(warning);
+                if (error || warning) && tally.samples.len() < LOG_SAMPLES_MAX {
+                    tally.samples.push(strip_ansi(&line));
+                }
+            }
+        });
+        Ok(Server {
+            child,
+            pid,
+            address,
+            log,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// `Some(status)` once the service has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(error) => Some(format!("unknown ({error})")),
+        }
+    }
+
+    pub fn log(&self) -> LogTally {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// SIGTERM (graceful: in-flight requests finish, the writer drains), SIGKILL after 30 s.
+    pub async fn stop(mut self) -> anyhow::Result<String> {
+        if self.exited().is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+        }
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => Ok(status?.to_string()),
+            Err(_) => {
+                self.child.start_kill()?;
+                let status = self.child.wait().await?;
+                Ok(format!(
+                    "{status} (killed after 30 s without exiting on SIGTERM)"
+                ))
+            }
+        }
+    }
+}
+
+/// Clock ticks per second for `/proc/*/stat` (`getconf CLK_TCK`, 100 on Linux in practice).
+pub fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime in ticks from a `/proc/.../stat` file.
+fn stat_ticks(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU ticks of the first thread of `pid` named `name`.
+fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return stat_ticks(&task.path().join("stat"));
+        }
+    }
+    None
+}
+
+/// Flush requests completed by a block device, from /proc/diskstats.
+fn disk_flushes(disk: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/diskstats").ok()?;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(2) == Some(&disk) {
+            // After major, minor and name, field 16 is flush requests completed (Linux 5.5+).
+            return fields.get(18)?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Bytes the process caused to be written to storage (`write_bytes` of /proc/PID/io).
+fn written_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Counters at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub server_ticks: Option<u64>,
+    pub writer_ticks: Option<u64>,
+    pub bench_ticks: Option<u64>,
+    pub disk_flushes: Option<u64>,
+    pub server_written: Option<u64>,
+}
+
+impl Snapshot {
+    pub fn take(pid: u32, disk: &str) -> Snapshot {
+        Snapshot {
+            at: Instant::now(),
+            server_ticks: stat_ticks(Path::new(&format!("/proc/{pid}/stat"))),
+            writer_ticks: thread_ticks(pid, "credits-writer"),
+            bench_ticks: stat_ticks(Path::new("/proc/self/stat")),
+            disk_flushes: disk_flushes(disk),
+            server_written: written_bytes(pid),
+        }
+    }
+}
+
+/// What happened between two snapshots, per second of wall time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// CPU cores used (1.0 = one core busy all the time).
+    pub server_cores: Option<f64>,
+    pub writer_cores: Option<f64>,
+    pub bench_cores: Option<f64>,
+    /// Device-wide flush requests per second (every process on the disk counts).
+    pub flushes_per_second: Option<f64>,
+    /// Bytes per second the service wrote to storage (WAL, database, checkpoints).
+    pub written_per_second: Option<f64>,
+}
+
+impl Usage {
+    pub fn between(from: &Snapshot, to: &Snapshot, ticks_per_second: f64) -> Usage {
+        let seconds = to.at.duration_since(from.at).as_secs_f64().max(1e-9);
+        let cores = |a: Option<u64>, b: Option<u64>| -> Option<f64> {
+            Some(b?.saturating_sub(a?) as f64 / ticks_per_second / seconds)
+        };
+        let rate = |a: Option<u64>, b: Option<u64>| -> Option<f64> {
+            Some(b?.saturating_sub(a?) as f64 / seconds)
+        };
+        Usage {
+            server_cores: cores(from.server_ticks, to.server_ticks),
+            writer_cores: cores(from.writer_ticks, to.writer_ticks),
+            bench_cores: cores(from.bench_ticks, to.bench_ticks),
+            flushes_per_second: rate(from.disk_flushes, to.disk_flushes),
+            written_per_second: rate(from.server_written, to.server_written),
+        }
+    }
+}

@@ -55,7 +55,12 @@ struct ServeArgs {
     admin_key: Option<String>,
     /// How often due expiries are applied in the background, in milliseconds. Reads and writes
     /// are exact without it; tests stretch it to show that.
-    #[arg(long, env = "CREDITS_SWEEP_INTERVAL_MS", default_value_t = 1000, hide = true)]
+    #[arg(
+        long,
+        env = "CREDITS_SWEEP_INTERVAL_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
     sweep_interval_ms: u64,
 }
 

@@ -7,14 +7,15 @@
 //! never by the secret, so their timing reveals nothing about a secret.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use credits_core::Actor;
+use credits_core::access::Role;
+use credits_core::{Actor, Timestamp};
 use credits_store::{AccountScope, ApiKey};
 
 use crate::error::{ApiError, ErrorCode};
@@ -31,9 +32,43 @@ pub fn secret_hash(secret: &str) -> [u8; 32] {
 /// A found key and when it was found.
 type CachedKey = (Arc<Principal>, Instant);
 
+/// Found keys by secret hash, and the keys used since the last flush of `lastUsedAt`.
 #[derive(Default)]
 pub struct KeyCache {
     entries: RwLock<HashMap<[u8; 32], CachedKey>>,
+    used: Mutex<HashMap<String, Timestamp>>,
+}
+
+impl KeyCache {
+    /// Forgets a revoked key at once, so that its next request is looked up (and refused).
+    pub fn forget(&self, key_id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (principal, _)| principal.key_id != key_id);
+        }
+    }
+
+    /// Forgets every cached key (after a member's keys were revoked, say).
+    pub fn forget_all(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+
+    fn touch(&self, key_id: &str) {
+        if let Ok(mut used) = self.used.lock() {
+            if used.len() < KEY_CACHE_ENTRIES_MAX || used.contains_key(key_id) {
+                used.insert(key_id.to_string(), crate::extract::now());
+            }
+        }
+    }
+
+    /// The keys used since the last call, with when: written in one batch off the hot path.
+    pub fn take_used(&self) -> Vec<(String, Timestamp)> {
+        match self.used.lock() {
+            Ok(mut used) => used.drain().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,13 +80,28 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn from_key(key: ApiKey) -> Principal {
+    /// A member-bound key carries at most its member's current role: a demoted member's keys
+    /// lose the scopes the new role lacks.
+    fn from_key(key: ApiKey, role: Option<Role>) -> Principal {
+        let scopes = match role {
+            None => key.scopes,
+            Some(role) => key
+                .scopes
+                .into_iter()
+                .filter(|s| role.scopes().contains(&s.as_str()))
+                .collect(),
+        };
         Principal {
             key_id: key.id,
             account_id: key.account_id,
             member_id: key.member_id,
-            scopes: key.scopes,
+            scopes,
         }
+    }
+
+    /// Whether the key carries `scope` (the admin key carries `*`).
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == "*" || s == scope)
     }
 
     pub fn is_operator(&self) -> bool {
@@ -60,7 +110,7 @@ impl Principal {
 
     /// 403 unless the key carries `scope` (operator keys carry `*`).
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == "*" || s == scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -166,6 +216,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
         if let Ok(entries) = state.keys.entries.read() {
             if let Some((principal, at)) = entries.get(&hash) {
                 if at.elapsed() < KEY_CACHE_TTL {
+                    state.keys.touch(&principal.key_id);
                     return Ok(principal.clone());
                 }
             }
@@ -174,10 +225,11 @@ impl FromRequestParts<AppState> for Arc<Principal> {
             .store
             .read(move |reader| reader.api_key_by_hash(&hash))
             .await?;
-        let Some(key) = key else {
+        let Some((key, role)) = key else {
             return Err(unauthorized("unknown or revoked key"));
         };
-        let principal = Arc::new(Principal::from_key(key));
+        let principal = Arc::new(Principal::from_key(key, role));
+        state.keys.touch(&principal.key_id);
         if let Ok(mut entries) = state.keys.entries.write() {
             if entries.len() >= KEY_CACHE_ENTRIES_MAX {
                 entries.clear();

@@ -512,3 +512,195 @@ impl From<&StoredEntry> for LedgerEntryDto {
         }
     }
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberDto {
+    #[schema(example = "mem_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub account_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    /// `owner`, `admin`, `member` or `viewer`.
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&credits_store::Member> for MemberDto {
+    fn from(member: &credits_store::Member) -> MemberDto {
+        MemberDto {
+            id: member.id.clone(),
+            account_id: member.account_id.clone(),
+            email: member.email.clone(),
+            name: member.name.clone(),
+            role: member.role.as_str().to_string(),
+            created_at: format_time(member.created_at),
+            updated_at: format_time(member.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberCreate {
+    /// Required for operator keys.
+    pub account_id: Option<String>,
+    pub email: String,
+    pub name: Option<String>,
+    /// `owner`, `admin`, `member` or `viewer`.
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberPatchRequest {
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedDto {
+    pub id: String,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyDto {
+    #[schema(example = "key_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    /// Null for operator keys.
+    pub account_id: Option<String>,
+    pub member_id: Option<String>,
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Only in the answer that created the key; never stored, never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<&credits_store::ApiKey> for ApiKeyDto {
+    fn from(key: &credits_store::ApiKey) -> ApiKeyDto {
+        ApiKeyDto {
+            id: key.id.clone(),
+            account_id: key.account_id.clone(),
+            member_id: key.member_id.clone(),
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            scopes: key.scopes.clone(),
+            created_at: format_time(key.created_at),
+            last_used_at: key.last_used_at.map(format_time),
+            revoked_at: key.revoked_at.map(format_time),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    /// The account of an account key; omitted by an operator, it makes an operator key.
+    pub account_id: Option<String>,
+    pub name: String,
+    /// Default: the member's role scopes for a member-bound key, else every account scope (or
+    /// every scope for an operator key).
+    pub scopes: Option<Vec<String>>,
+    /// Binds the key to a member: its usage is the member's, its scopes never above the role.
+    pub member_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetScopeDto {
+    /// `account`, `member`, `apiKey` or `service`.
+    #[serde(rename = "type")]
+    pub scope_type: String,
+    /// The member, key or service id (not for `account`).
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetDto {
+    #[schema(example = "bud_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub scope: BudgetScopeDto,
+    /// `day`, `week` (from Monday), `month` (UTC calendar) or `lifetime`.
+    pub period: String,
+    pub limit: u64,
+    /// `block` or `notify`.
+    pub enforcement: String,
+    pub thresholds: Vec<u32>,
+    /// Spent in the current period: usage and held credits in scope.
+    pub spent: u64,
+    /// The current period's bounds (null for `lifetime`).
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl BudgetDto {
+    pub fn at(budget: &credits_core::budget::Budget, now: Timestamp) -> BudgetDto {
+        let (start, end) = credits_core::budget::period_bounds(budget.period, now);
+        let lifetime = budget.period == credits_core::budget::Period::Lifetime;
+        BudgetDto {
+            id: budget.id.clone(),
+            account_id: budget.account_id.clone(),
+            name: budget.name.clone(),
+            scope: BudgetScopeDto {
+                scope_type: budget.scope.kind().to_string(),
+                id: budget.scope.id().map(str::to_string),
+            },
+            period: budget.period.as_str().to_string(),
+            limit: budget.limit,
+            enforcement: budget.enforcement.as_str().to_string(),
+            thresholds: budget.thresholds.clone(),
+            spent: budget.spent_at(now),
+            period_start: if lifetime {
+                None
+            } else {
+                Some(format_time(start))
+            },
+            period_end: end.map(format_time),
+            created_at: format_time(budget.created_at),
+            updated_at: format_time(budget.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetCreate {
+    /// Required for operator keys.
+    pub account_id: Option<String>,
+    pub name: String,
+    pub scope: BudgetScopeDto,
+    pub period: String,
+    pub limit: u64,
+    /// `block` (default) or `notify`.
+    pub enforcement: Option<String>,
+    /// Percentages of the limit, default `[80, 100]`.
+    pub thresholds: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetPatchRequest {
+    pub name: Option<String>,
+    pub limit: Option<u64>,
+    pub enforcement: Option<String>,
+    pub thresholds: Option<Vec<u32>>,
+}

@@ -14,6 +14,7 @@ pub enum ErrorCode {
     BadRequest,
     Unauthorized,
     InsufficientCredits,
+    BudgetExceeded,
     Forbidden,
     NotFound,
     IdempotencyConflict,
@@ -30,6 +31,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InsufficientCredits => "insufficient_credits",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
@@ -45,7 +47,9 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientCredits => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::InsufficientCredits | ErrorCode::BudgetExceeded => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::IdempotencyConflict
@@ -62,6 +66,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "Bad request",
             ErrorCode::Unauthorized => "Unauthorized",
             ErrorCode::InsufficientCredits => "Insufficient credits",
+            ErrorCode::BudgetExceeded => "Budget exceeded",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::NotFound => "Not found",
             ErrorCode::IdempotencyConflict => "Idempotency key reused with another request",
@@ -137,6 +142,18 @@ impl From<Rejection> for ApiError {
             } => ApiError::new(
                 ErrorCode::InsufficientCredits,
                 format!("{required} credits required, {available} available"),
+            ),
+            Rejection::BudgetExceeded {
+                budget_id,
+                limit,
+                spent,
+                required,
+            } => ApiError::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "budget {budget_id} allows {limit} credits this period; \
+                     {spent} are spent and {required} more were asked"
+                ),
             ),
             Rejection::DuplicateReference(reference) => ApiError::new(
                 ErrorCode::DuplicateReference,

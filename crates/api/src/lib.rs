@@ -89,7 +89,35 @@ pub fn router(state: AppState) -> Router {
             "/reservations/{id}/release",
             post(routes::reservations::release),
         )
-        .route("/ledger", get(routes::ledger::list));
+        .route("/ledger", get(routes::ledger::list))
+        .route(
+            "/members",
+            post(routes::members::create).get(routes::members::list),
+        )
+        .route(
+            "/members/{id}",
+            get(routes::members::retrieve)
+                .patch(routes::members::update)
+                .delete(routes::members::delete),
+        )
+        .route(
+            "/api-keys",
+            post(routes::api_keys::create).get(routes::api_keys::list),
+        )
+        .route(
+            "/api-keys/{id}",
+            axum::routing::delete(routes::api_keys::revoke),
+        )
+        .route(
+            "/budgets",
+            post(routes::budgets::create).get(routes::budgets::list),
+        )
+        .route(
+            "/budgets/{id}",
+            get(routes::budgets::retrieve)
+                .patch(routes::budgets::update)
+                .delete(routes::budgets::delete),
+        );
     Router::new()
         .nest("/v2", v2)
         .route("/healthz", get(routes::system::healthz))

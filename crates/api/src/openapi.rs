@@ -39,6 +39,11 @@ impl Modify for BearerAuth {
         routes::reservations::create, routes::reservations::retrieve,
         routes::reservations::capture, routes::reservations::release,
         routes::ledger::list,
+        routes::members::create, routes::members::list, routes::members::retrieve,
+        routes::members::update, routes::members::delete,
+        routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
+        routes::budgets::create, routes::budgets::list, routes::budgets::retrieve,
+        routes::budgets::update, routes::budgets::delete,
         routes::system::healthz, routes::system::readyz,
     ),
     components(schemas(
@@ -46,7 +51,9 @@ impl Modify for BearerAuth {
         ServiceCreate, ServicePatchRequest, CreditDto, CreditCreate, VoidRequest, AllocationDto,
         ActorDto, UsageDto, UsageCreate, UsageBatchEvent, UsageBatchRequest, UsageBatchResult,
         UsageBatchResponse, ReservationDto, ReservationCreate, CaptureRequest, ReleaseRequest,
-        BalanceDto, ServiceBalanceDto, NextExpiryDto, LedgerEntryDto,
+        BalanceDto, ServiceBalanceDto, NextExpiryDto, LedgerEntryDto, MemberDto, MemberCreate,
+        MemberPatchRequest, DeletedDto, ApiKeyDto, ApiKeyCreate, BudgetScopeDto, BudgetDto,
+        BudgetCreate, BudgetPatchRequest,
     )),
     modifiers(&BearerAuth),
 )]

@@ -6,7 +6,10 @@ use serde::Serialize;
 
 use credits_store::{Command, Outcome, Rendered};
 
-use crate::dto::{AccountDto, CreditDto, ReservationDto, ServiceDto, UsageDto};
+use crate::dto::{
+    AccountDto, ApiKeyDto, BudgetDto, CreditDto, DeletedDto, MemberDto, ReservationDto, ServiceDto,
+    UsageDto,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::now;
 
@@ -31,12 +34,21 @@ fn success_status(command: &Command) -> StatusCode {
         | Command::CreateService { .. }
         | Command::CreateCredit(_)
         | Command::RecordUsage(_)
-        | Command::CreateReservation(_) => StatusCode::CREATED,
+        | Command::CreateReservation(_)
+        | Command::CreateMember { .. }
+        | Command::CreateApiKey(_)
+        | Command::CreateBudget(_) => StatusCode::CREATED,
         Command::UpdateAccount { .. }
         | Command::UpdateService { .. }
         | Command::VoidCredit { .. }
         | Command::CaptureReservation { .. }
         | Command::ReleaseReservation { .. }
+        | Command::UpdateMember { .. }
+        | Command::DeleteMember { .. }
+        | Command::RevokeApiKey { .. }
+        | Command::TouchApiKeys { .. }
+        | Command::UpdateBudget { .. }
+        | Command::DeleteBudget { .. }
         | Command::Sweep
         | Command::SetAdminKey { .. } => StatusCode::OK,
     }
@@ -50,7 +62,17 @@ pub fn render(command: &Command, outcome: &Outcome) -> Rendered {
         Outcome::Credit(record) => json(status, &CreditDto::from(record)),
         Outcome::Usage(usage) => json(status, &UsageDto::from(usage)),
         Outcome::Reservation(hold) => json(status, &ReservationDto::at(hold, now())),
-        Outcome::Swept { .. } | Outcome::AdminKeySet => Rendered {
+        Outcome::Member(member) => json(status, &MemberDto::from(member)),
+        Outcome::ApiKey(key) => json(status, &ApiKeyDto::from(key)),
+        Outcome::Budget(budget) => json(status, &BudgetDto::at(budget, now())),
+        Outcome::Deleted { id } => json(
+            status,
+            &DeletedDto {
+                id: id.clone(),
+                deleted: true,
+            },
+        ),
+        Outcome::Swept { .. } | Outcome::AdminKeySet | Outcome::Touched => Rendered {
             status: 200,
             body: Vec::new(),
         },

@@ -7,7 +7,9 @@
 //! changes nothing) or applies completely; the equation of a credit record is asserted after
 //! every change.
 
+pub mod access;
 pub mod book;
+pub mod budget;
 pub mod constants;
 pub mod model;
 

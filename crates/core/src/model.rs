@@ -305,4 +305,11 @@ pub enum Rejection {
     InsufficientCredits { available: u64, required: u64 },
     /// A credit record with the same reference exists on this account.
     DuplicateReference(String),
+    /// A blocking budget would be passed.
+    BudgetExceeded {
+        budget_id: String,
+        limit: u64,
+        spent: u64,
+        required: u64,
+    },
 }

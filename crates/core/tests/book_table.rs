@@ -216,6 +216,9 @@ fn rejection_kind(rejection: &Rejection) -> Reject {
         Rejection::DuplicateReference(reference) => {
             panic!("the core does not check references, got duplicate {reference}")
         }
+        Rejection::BudgetExceeded { budget_id, .. } => {
+            panic!("a book does not check budgets, got {budget_id}")
+        }
     }
 }
 

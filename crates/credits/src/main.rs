@@ -17,6 +17,8 @@ use credits_store::{Command, Outcome, Store, WriteRequest};
 /// The shortest admin key accepted from `CREDITS_ADMIN_KEY`.
 const ADMIN_KEY_LENGTH_MIN: usize = 32;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "credits",
@@ -32,6 +34,9 @@ struct Cli {
 enum CliCommand {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    /// The operator CLI over the HTTP API (accounts, credits, usage, members, keys, ...).
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(args))
         }
+        CliCommand::Client(command) => std::process::exit(cli::run(command)),
     }
 }
 
@@ -105,7 +111,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let sweep_interval = Duration::from_millis(args.sweep_interval_ms.max(10));
     let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_interval));
-    let app = credits_api::router(AppState::new(store));
+    let state = AppState::new(store.clone());
+    let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
+    let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -118,6 +126,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // In-flight requests have finished; stop the sweeper, then let the writer drain and stop.
     sweeper.abort();
     let _ = sweeper.await;
+    key_flusher.abort();
+    let _ = key_flusher.await;
     tokio::task::spawn_blocking(move || writer.join()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -172,6 +182,27 @@ async fn admin_key_bootstrap(store: &Store, given: Option<&str>, dir: &Path) -> 
         );
     }
     Ok(())
+}
+
+/// Writes keys' `lastUsedAt` in one batch every few seconds, so that authenticating a request
+/// never adds a write to its path.
+async fn key_use_flush_forever(store: Store, keys: std::sync::Arc<credits_api::auth::KeyCache>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let used = keys.take_used();
+        if used.is_empty() {
+            continue;
+        }
+        let request = WriteRequest {
+            idempotency: None,
+            command: Command::TouchApiKeys { used },
+        };
+        if let Err(error) = store.write(request).await {
+            tracing::warn!(%error, "could not record when keys were last used");
+        }
+    }
 }
 
 async fn sweep_forever(store: Store, every: Duration) {

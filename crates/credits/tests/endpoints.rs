@@ -501,17 +501,34 @@ async fn usage_record_shape_replay_and_conflict() {
     assert_problem(&conflict, 409, "idempotency_conflict");
     assert_eq!(app.credit(&s(&check, "id")).await["used"], 3);
 
-    // Operators may set the cost and attribute the usage to a member.
+    // Operators may set the cost and attribute the usage to a member of the account; a member
+    // that is not the account's is not found.
+    let member = app
+        .post(
+            "/v2/members",
+            &json!({"accountId": account, "email": "ops@example.com", "role": "member"}),
+        )
+        .await;
+    assert_eq!(member.status, 201, "{member:?}");
+    let member_id = s(&member.json, "id");
+    let stranger = usage(
+        &app,
+        &account,
+        "smartcheck",
+        json!({"memberId": "mem_someone"}),
+    )
+    .await;
+    assert_problem(&stranger, 404, "not_found");
     let explicit = usage(
         &app,
         &account,
         "smartcheck",
-        json!({"credits": 120, "memberId": "mem_someone"}),
+        json!({"credits": 120, "memberId": member_id}),
     )
     .await;
     assert_eq!(explicit.status, 201, "{explicit:?}");
     assert_eq!(explicit.json["credits"], 120);
-    assert_eq!(explicit.json["actor"]["memberId"], "mem_someone");
+    assert_eq!(explicit.json["actor"]["memberId"], member_id.as_str());
     let allocations: BTreeMap<String, u64> = explicit.json["allocations"]
         .as_array()
         .unwrap()

@@ -10,6 +10,7 @@
 mod read;
 mod rows;
 mod schema;
+mod spending;
 mod types;
 mod writer;
 

@@ -9,6 +9,9 @@ use credits_core::{
     book::Balance, Book, CreditRecord, CreditStatus, Effects, Reservation, Timestamp,
 };
 
+use credits_core::access::Role;
+use credits_core::budget::Budget;
+
 use crate::rows::{self, book_load};
 use crate::types::*;
 use crate::StoreError;
@@ -42,6 +45,28 @@ pub(crate) fn service_find(
         service.operations.insert(name, cost);
     }
     Ok(Some(service))
+}
+
+/// A member that has not been deleted.
+pub(crate) fn member_find(connection: &Connection, id: &str) -> Result<Option<Member>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM members WHERE id = ?1 AND deleted_at IS NULL",
+        rows::MEMBER_COLUMNS
+    );
+    let row = connection
+        .prepare_cached(&sql)?
+        .query_row([id], rows::member_from_row)
+        .optional()?;
+    Ok(row.map(|(_, member)| member))
+}
+
+pub(crate) fn budget_find(connection: &Connection, id: &str) -> Result<Option<Budget>, StoreError> {
+    let sql = format!("SELECT {} FROM budgets WHERE id = ?1", rows::BUDGET_COLUMNS);
+    let row = connection
+        .prepare_cached(&sql)?
+        .query_row([id], rows::budget_from_row)
+        .optional()?;
+    Ok(row.map(|(_, budget)| budget))
 }
 
 pub(crate) fn credit_find(
@@ -137,18 +162,88 @@ impl<'c> Reader<'c> {
         })
     }
 
-    /// The active key with this SHA-256 secret hash.
-    pub fn api_key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+    /// The active key with this SHA-256 secret hash, with the current role of the member it is
+    /// bound to. A key bound to a deleted member is not active.
+    pub fn api_key_by_hash(
+        &self,
+        secret_hash: &[u8; 32],
+    ) -> Result<Option<(ApiKey, Option<Role>)>, StoreError> {
+        let sql = "SELECT k.seq, k.id, k.account_id, k.member_id, k.name, k.prefix, k.scopes, \
+             k.created_at, k.last_used_at, k.revoked_at, m.role, m.deleted_at \
+             FROM api_keys k LEFT JOIN members m ON m.id = k.member_id \
+             WHERE k.secret_hash = ?1 AND k.revoked_at IS NULL";
+        let found = self
+            .connection
+            .prepare_cached(sql)?
+            .query_row([secret_hash.as_slice()], |row| {
+                let (_, key) = rows::api_key_from_row(row)?;
+                let role: Option<String> = row.get(10)?;
+                let deleted_at: Option<i64> = row.get(11)?;
+                Ok((key, role, deleted_at))
+            })
+            .optional()?;
+        let Some((key, role, deleted_at)) = found else {
+            return Ok(None);
+        };
+        if key.member_id.is_none() {
+            return Ok(Some((key, None)));
+        }
+        match (role.as_deref().and_then(Role::parse), deleted_at) {
+            (Some(role), None) => Ok(Some((key, Some(role)))),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+            "SELECT {} FROM api_keys WHERE id = ?1",
             rows::API_KEY_COLUMNS
         );
-        let key = self
+        let row = self
             .connection
             .prepare_cached(&sql)?
-            .query_row([secret_hash.as_slice()], rows::api_key_from_row)
+            .query_row([id], rows::api_key_from_row)
             .optional()?;
-        Ok(key)
+        Ok(row.map(|(_, key)| key))
+    }
+
+    /// Keys of one account, or (operators, `None`) every key.
+    pub fn api_keys(
+        &self,
+        account_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
+        let mut filter = Where::default();
+        if let Some(account_id) = account_id {
+            filter.push("account_id = ?", [Where::text(account_id)]);
+        }
+        let table = format!("SELECT {} FROM api_keys", rows::API_KEY_COLUMNS);
+        self.page(&table, filter, page, rows::api_key_from_row)
+    }
+
+    pub fn member(&self, id: &str) -> Result<Option<Member>, StoreError> {
+        member_find(self.connection, id)
+    }
+
+    pub fn members(&self, account_id: &str, page: PageRequest) -> Result<Page<Member>, StoreError> {
+        let mut filter = Where::default();
+        filter.push(
+            "account_id = ? AND deleted_at IS NULL",
+            [Where::text(account_id)],
+        );
+        let table = format!("SELECT {} FROM members", rows::MEMBER_COLUMNS);
+        self.page(&table, filter, page, rows::member_from_row)
+    }
+
+    pub fn budget(&self, id: &str) -> Result<Option<Budget>, StoreError> {
+        budget_find(self.connection, id)
+    }
+
+    pub fn budgets(&self, account_id: &str, page: PageRequest) -> Result<Page<Budget>, StoreError> {
+        let mut filter = Where::default();
+        filter.push("account_id = ?", [Where::text(account_id)]);
+        let table = format!("SELECT {} FROM budgets", rows::BUDGET_COLUMNS);
+        self.page(&table, filter, page, rows::budget_from_row)
     }
 
     pub fn admin_key_exists(&self) -> Result<bool, StoreError> {
@@ -309,6 +404,12 @@ impl<'c> Reader<'c> {
         }
         if let Some(service) = &filter.service {
             sql.push("service = ?", [Where::text(service)]);
+        }
+        if let Some(member_id) = &filter.member_id {
+            sql.push("member_id = ?", [Where::text(member_id)]);
+        }
+        if let Some(api_key_id) = &filter.api_key_id {
+            sql.push("api_key_id = ?", [Where::text(api_key_id)]);
         }
         if let Some(from) = filter.from {
             sql.push("created_at >= ?", [Value::Integer(from.0)]);

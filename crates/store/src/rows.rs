@@ -7,7 +7,10 @@ use credits_core::{
     ReservationStatus, Timestamp,
 };
 
-use crate::types::{Account, ApiKey, AutoTopUp, StoredEntry, UsageRecord};
+use credits_core::access::Role;
+use credits_core::budget::{Budget, BudgetScope, Enforcement, Period};
+
+use crate::types::{Account, ApiKey, AutoTopUp, Member, StoredEntry, UsageRecord};
 use crate::StoreError;
 
 type SqlResult<T> = r2d2_sqlite::rusqlite::Result<T>;
@@ -338,21 +341,137 @@ pub(crate) fn entry_insert(connection: &Connection, entry: &LedgerEntry) -> SqlR
     Ok(())
 }
 
-pub(crate) const API_KEY_COLUMNS: &str =
-    "seq, id, account_id, member_id, name, prefix, scopes, created_at, revoked_at";
+pub(crate) const API_KEY_COLUMNS: &str = "seq, id, account_id, member_id, name, prefix, scopes, \
+    created_at, last_used_at, revoked_at";
 
-pub(crate) fn api_key_from_row(row: &Row<'_>) -> SqlResult<ApiKey> {
+pub(crate) fn api_key_from_row(row: &Row<'_>) -> SqlResult<(i64, ApiKey)> {
     let scopes: String = row.get(6)?;
-    Ok(ApiKey {
-        id: row.get(1)?,
-        account_id: row.get(2)?,
-        member_id: row.get(3)?,
-        name: row.get(4)?,
-        prefix: row.get(5)?,
-        scopes: scopes.split_whitespace().map(str::to_string).collect(),
-        created_at: timestamp(row, 7)?,
-        revoked_at: timestamp_opt(row, 8)?,
-    })
+    Ok((
+        row.get(0)?,
+        ApiKey {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            member_id: row.get(3)?,
+            name: row.get(4)?,
+            prefix: row.get(5)?,
+            scopes: scopes.split_whitespace().map(str::to_string).collect(),
+            created_at: timestamp(row, 7)?,
+            last_used_at: timestamp_opt(row, 8)?,
+            revoked_at: timestamp_opt(row, 9)?,
+        },
+    ))
+}
+
+pub(crate) const MEMBER_COLUMNS: &str =
+    "seq, id, account_id, email, name, role, created_at, updated_at";
+
+pub(crate) fn member_from_row(row: &Row<'_>) -> SqlResult<(i64, Member)> {
+    let role: String = row.get(5)?;
+    Ok((
+        row.get(0)?,
+        Member {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            email: row.get(3)?,
+            name: row.get(4)?,
+            role: Role::parse(&role).ok_or_else(|| invalid(5, &role))?,
+            created_at: timestamp(row, 6)?,
+            updated_at: timestamp(row, 7)?,
+        },
+    ))
+}
+
+pub(crate) fn member_save(connection: &Connection, member: &Member) -> SqlResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO members (id, account_id, email, name, role, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO UPDATE SET email = ?3, \
+             name = ?4, role = ?5, updated_at = ?7",
+        )?
+        .execute(params![
+            member.id,
+            member.account_id,
+            member.email,
+            member.name,
+            member.role.as_str(),
+            member.created_at.0,
+            member.updated_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) const BUDGET_COLUMNS: &str = "seq, id, account_id, name, scope_type, scope_id, period, \
+    limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at";
+
+pub(crate) fn budget_from_row(row: &Row<'_>) -> SqlResult<(i64, Budget)> {
+    let scope_type: String = row.get(4)?;
+    let period: String = row.get(6)?;
+    let enforcement: String = row.get(8)?;
+    let thresholds: String = row.get(9)?;
+    Ok((
+        row.get(0)?,
+        Budget {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            name: row.get(3)?,
+            scope: BudgetScope::parse(&scope_type, row.get(5)?)
+                .ok_or_else(|| invalid(4, &scope_type))?,
+            period: Period::parse(&period).ok_or_else(|| invalid(6, &period))?,
+            limit: row.get(7)?,
+            enforcement: Enforcement::parse(&enforcement)
+                .ok_or_else(|| invalid(8, &enforcement))?,
+            thresholds: thresholds
+                .split_whitespace()
+                .map(|t| t.parse().map_err(|_| invalid(9, t)))
+                .collect::<SqlResult<_>>()?,
+            spent: row.get(10)?,
+            period_start: timestamp(row, 11)?,
+            created_at: timestamp(row, 12)?,
+            updated_at: timestamp(row, 13)?,
+        },
+    ))
+}
+
+pub(crate) fn budget_save(connection: &Connection, budget: &Budget) -> SqlResult<()> {
+    let thresholds: Vec<String> = budget.thresholds.iter().map(u32::to_string).collect();
+    connection
+        .prepare_cached(
+            "INSERT INTO budgets (id, account_id, name, scope_type, scope_id, period, \
+             limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT(id) DO UPDATE SET name = ?3, limit_credits = ?7, enforcement = ?8, \
+             thresholds = ?9, spent = ?10, period_start = ?11, updated_at = ?13",
+        )?
+        .execute(params![
+            budget.id,
+            budget.account_id,
+            budget.name,
+            budget.scope.kind(),
+            budget.scope.id(),
+            budget.period.as_str(),
+            budget.limit,
+            budget.enforcement.as_str(),
+            thresholds.join(" "),
+            budget.spent,
+            budget.period_start.0,
+            budget.created_at.0,
+            budget.updated_at.0,
+        ])?;
+    Ok(())
+}
+
+pub(crate) fn budgets_of_account(
+    connection: &Connection,
+    account_id: &str,
+) -> Result<Vec<Budget>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {BUDGET_COLUMNS} FROM budgets WHERE account_id = ?1"
+    ))?;
+    let budgets = statement
+        .query_map([account_id], budget_from_row)?
+        .map(|row| row.map(|(_, budget)| budget))
+        .collect::<SqlResult<_>>()?;
+    Ok(budgets)
 }
 
 /// Loads the open records and held reservations of an account: all a debit needs.

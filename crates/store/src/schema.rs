@@ -10,7 +10,8 @@ use r2d2_sqlite::rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -160,7 +161,47 @@ INSERT INTO services (id, name, unit_cost, created_at, updated_at) VALUES
     ('smartenroll', 'SmartEnroll', 1, unixepoch() * 1000000, unixepoch() * 1000000),
     ('api', 'API', 1, unixepoch() * 1000000, unixepoch() * 1000000),
     ('biometric', 'Biometric', 1, unixepoch() * 1000000, unixepoch() * 1000000);
-"#];
+"#,
+    r#"
+CREATE TABLE members (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT,
+    role TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
+);
+CREATE INDEX members_account_seq ON members(account_id, seq) WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX members_account_email ON members(account_id, email) WHERE deleted_at IS NULL;
+CREATE INDEX api_keys_member ON api_keys(member_id) WHERE member_id IS NOT NULL;
+
+CREATE TABLE budgets (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    scope_type TEXT NOT NULL,
+    scope_id TEXT,
+    period TEXT NOT NULL,
+    limit_credits INTEGER NOT NULL,
+    enforcement TEXT NOT NULL,
+    thresholds TEXT NOT NULL,
+    spent INTEGER NOT NULL,
+    period_start INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX budgets_account_seq ON budgets(account_id, seq);
+
+CREATE INDEX usage_account_member_seq ON usage(account_id, member_id, seq)
+    WHERE member_id IS NOT NULL;
+CREATE INDEX usage_account_key_seq ON usage(account_id, api_key_id, seq)
+    WHERE api_key_id IS NOT NULL;
+"#,
+];
 
 /// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL
 /// fsynced) before it returns, surviving `kill -9` and power loss.

@@ -122,6 +122,58 @@ pub struct NewReservation {
     pub actor: Actor,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub account_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: credits_core::access::Role,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemberPatch {
+    pub email: Option<String>,
+    pub name: Option<Option<String>>,
+    pub role: Option<credits_core::access::Role>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// `None` makes an operator key.
+    pub account_id: Option<String>,
+    pub member_id: Option<String>,
+    pub name: String,
+    /// The scopes asked for; `None` takes the default: the member's role scopes for a
+    /// member-bound key, every account scope for an account key, every scope for an operator key.
+    pub scopes: Option<Vec<String>>,
+    /// The creating key's scopes, which a default never exceeds (`None`: no ceiling).
+    pub ceiling: Option<Vec<String>>,
+    pub secret_hash: [u8; 32],
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBudget {
+    pub account_id: String,
+    pub name: String,
+    pub scope: credits_core::budget::BudgetScope,
+    pub period: credits_core::budget::Period,
+    pub limit: u64,
+    pub enforcement: credits_core::budget::Enforcement,
+    pub thresholds: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BudgetPatch {
+    pub name: Option<String>,
+    pub limit: Option<u64>,
+    pub enforcement: Option<credits_core::budget::Enforcement>,
+    pub thresholds: Option<Vec<u32>>,
+}
+
 /// Which account an account-bound caller may touch; operators touch any (`None`).
 pub type AccountScope = Option<String>;
 
@@ -164,6 +216,41 @@ pub enum Command {
     },
     /// Applies due hold and credit expiries and forgets idempotency keys older than 24 h.
     Sweep,
+    CreateMember {
+        account_id: String,
+        email: String,
+        name: Option<String>,
+        role: credits_core::access::Role,
+    },
+    UpdateMember {
+        id: String,
+        patch: MemberPatch,
+        scope: AccountScope,
+    },
+    /// Removes a member and revokes the keys bound to it.
+    DeleteMember {
+        id: String,
+        scope: AccountScope,
+    },
+    CreateApiKey(NewApiKey),
+    RevokeApiKey {
+        id: String,
+        scope: AccountScope,
+    },
+    /// Records when keys were last used (batched off the request path).
+    TouchApiKeys {
+        used: Vec<(String, Timestamp)>,
+    },
+    CreateBudget(NewBudget),
+    UpdateBudget {
+        id: String,
+        patch: BudgetPatch,
+        scope: AccountScope,
+    },
+    DeleteBudget {
+        id: String,
+        scope: AccountScope,
+    },
     /// Sets the operator admin key (id `key_admin`) to the key with this SHA-256 hash.
     SetAdminKey {
         secret_hash: [u8; 32],
@@ -183,6 +270,14 @@ pub enum Outcome {
         expired_credits: usize,
     },
     AdminKeySet,
+    Member(Member),
+    ApiKey(ApiKey),
+    Budget(credits_core::budget::Budget),
+    /// A member or budget was deleted.
+    Deleted {
+        id: String,
+    },
+    Touched,
     Rejected(Rejection),
     /// The idempotency key was used before with another request.
     IdempotencyConflict,
@@ -233,7 +328,7 @@ pub struct PageRequest {
     pub before: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: String,
     pub account_id: Option<String>,
@@ -242,6 +337,7 @@ pub struct ApiKey {
     pub prefix: String,
     pub scopes: Vec<String>,
     pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -256,6 +352,8 @@ pub struct CreditFilter {
 pub struct UsageFilter {
     pub account_id: Option<String>,
     pub service: Option<String>,
+    pub member_id: Option<String>,
+    pub api_key_id: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
 }

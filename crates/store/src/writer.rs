@@ -16,6 +16,7 @@ use credits_core::{
 };
 
 use crate::rows::{self, book_load};
+use crate::spending::Spending;
 use crate::types::*;
 use crate::{Job, Render, StoreError};
 
@@ -222,6 +223,21 @@ fn account_find(connection: &Connection, id: &str) -> Result<Option<Account>, St
     Ok(account.map(|(_, account)| account))
 }
 
+/// A member named as the actor must exist in the account (another account's is not found).
+fn member_check(
+    connection: &Connection,
+    account_id: &str,
+    actor: &credits_core::Actor,
+) -> Result<Option<Rejection>, StoreError> {
+    let Some(member_id) = &actor.member_id else {
+        return Ok(None);
+    };
+    match crate::read::member_find(connection, member_id)? {
+        Some(member) if member.account_id == account_id => Ok(None),
+        _ => Ok(Some(Rejection::NotFound(format!("member {member_id}")))),
+    }
+}
+
 fn in_scope(scope: &AccountScope, account_id: &str) -> bool {
     scope.as_deref().is_none_or(|scope| scope == account_id)
 }
@@ -347,6 +363,96 @@ fn apply(
             reservation_settle(connection, writer, id, None, scope, actor, now)
         }
         Command::Sweep => sweep(connection, now),
+        Command::CreateMember {
+            account_id,
+            email,
+            name,
+            role,
+        } => member_create(connection, writer, account_id, email, name, *role, now),
+        Command::UpdateMember { id, patch, scope } => {
+            member_update(connection, id, patch, scope, now)
+        }
+        Command::DeleteMember { id, scope } => {
+            let member = crate::read::member_find(connection, id)?
+                .filter(|member| in_scope(scope, &member.account_id));
+            if member.is_none() {
+                return rejected(Rejection::NotFound(format!("member {id}")));
+            }
+            connection
+                .prepare_cached(
+                    "UPDATE members SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, now.0])?;
+            connection
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE member_id = ?1 AND revoked_at IS NULL",
+                )?
+                .execute(params![id, now.0])?;
+            Ok(Outcome::Deleted { id: id.clone() })
+        }
+        Command::CreateApiKey(new) => api_key_create(connection, writer, new, now),
+        Command::RevokeApiKey { id, scope } => {
+            let key = api_key_find(connection, id)?.filter(|key| match (scope, &key.account_id) {
+                (None, _) => true,
+                (Some(scope), Some(account_id)) => scope == account_id,
+                (Some(_), None) => false,
+            });
+            let Some(mut key) = key else {
+                return rejected(Rejection::NotFound(format!("api key {id}")));
+            };
+            if key.revoked_at.is_none() {
+                connection
+                    .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now.0])?;
+                key.revoked_at = Some(now);
+            }
+            Ok(Outcome::ApiKey(key))
+        }
+        Command::TouchApiKeys { used } => {
+            for (id, at) in used {
+                connection
+                    .prepare_cached(
+                        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) \
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, at.0])?;
+            }
+            Ok(Outcome::Touched)
+        }
+        Command::CreateBudget(new) => budget_create(connection, writer, new, now),
+        Command::UpdateBudget { id, patch, scope } => {
+            let budget = crate::read::budget_find(connection, id)?
+                .filter(|budget| in_scope(scope, &budget.account_id));
+            let Some(mut budget) = budget else {
+                return rejected(Rejection::NotFound(format!("budget {id}")));
+            };
+            if let Some(name) = &patch.name {
+                budget.name = name.clone();
+            }
+            if let Some(limit) = patch.limit {
+                budget.limit = limit;
+            }
+            if let Some(enforcement) = patch.enforcement {
+                budget.enforcement = enforcement;
+            }
+            if let Some(thresholds) = &patch.thresholds {
+                budget.thresholds = thresholds.clone();
+            }
+            budget.updated_at = now;
+            rows::budget_save(connection, &budget)?;
+            Ok(Outcome::Budget(budget))
+        }
+        Command::DeleteBudget { id, scope } => {
+            let budget = crate::read::budget_find(connection, id)?
+                .filter(|budget| in_scope(scope, &budget.account_id));
+            if budget.is_none() {
+                return rejected(Rejection::NotFound(format!("budget {id}")));
+            }
+            connection
+                .prepare_cached("DELETE FROM budgets WHERE id = ?1")?
+                .execute([id])?;
+            Ok(Outcome::Deleted { id: id.clone() })
+        }
         Command::SetAdminKey {
             secret_hash,
             prefix,
@@ -495,12 +601,20 @@ fn usage_record(
         Ok(credits) => credits,
         Err(rejection) => return rejected(rejection),
     };
+    if let Some(rejection) = member_check(connection, &new.account_id, &new.actor)? {
+        return rejected(rejection);
+    }
     let usage_id = writer.id("use");
     let mut book = book_load(connection, &new.account_id)?;
     let mut effects = Effects::default();
+    book.settle(now, &mut effects);
+    let mut spending = Spending::load(connection, &new.account_id)?;
+    spending.holds_settled(&book, &effects.holds_changed, now);
+    if let Err(rejection) = spending.check(&new.actor, &new.service, credits, now) {
+        return rejected(rejection);
+    }
     let (allocations, balance_after) = if credits == 0 {
         // A free operation: recorded for analytics, nothing to draw.
-        book.settle(now, &mut effects);
         (Vec::new(), book.available(&new.service))
     } else {
         let charge = UsageCharge {
@@ -514,7 +628,9 @@ fn usage_record(
             Err(rejection) => return rejected(rejection),
         }
     };
+    spending.charge(&new.actor, &new.service, credits, now);
     persist(connection, &book, &effects)?;
+    spending.save(connection)?;
     let usage = UsageRecord {
         id: usage_id,
         account_id: new.account_id.clone(),
@@ -555,11 +671,22 @@ fn reservation_create(
         ttl_seconds: new.ttl_seconds,
         actor: new.actor.clone(),
     };
+    if let Some(rejection) = member_check(connection, &new.account_id, &new.actor)? {
+        return rejected(rejection);
+    }
     let mut book = book_load(connection, &new.account_id)?;
     let mut effects = Effects::default();
+    book.settle(now, &mut effects);
+    let mut spending = Spending::load(connection, &new.account_id)?;
+    spending.holds_settled(&book, &effects.holds_changed, now);
+    if let Err(rejection) = spending.check(&new.actor, &new.service, new.credits, now) {
+        return rejected(rejection);
+    }
     match book.hold(&request, now, &mut effects) {
         Ok(index) => {
+            spending.charge(&new.actor, &new.service, new.credits, now);
             persist(connection, &book, &effects)?;
+            spending.save(connection)?;
             Ok(Outcome::Reservation(book.holds[index].clone()))
         }
         Err(rejection) => rejected(rejection),
@@ -597,7 +724,10 @@ fn reservation_settle(
         Ok(captured) => captured,
         Err(rejection) => return rejected(rejection),
     };
+    let mut spending = Spending::load(connection, &hold.account_id)?;
+    spending.holds_settled(&book, &effects.holds_changed, now);
     persist(connection, &book, &effects)?;
+    spending.save(connection)?;
     if let Some(allocations) = captured {
         let credits = allocations.iter().map(|a| a.credits).sum();
         let usage = UsageRecord {
@@ -647,6 +777,11 @@ fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError>
         let mut book = book_load(connection, &account_id)?;
         let mut effects = Effects::default();
         book.settle(now, &mut effects);
+        if !effects.holds_changed.is_empty() {
+            let mut spending = Spending::load(connection, &account_id)?;
+            spending.holds_settled(&book, &effects.holds_changed, now);
+            spending.save(connection)?;
+        }
         expired_holds += effects.holds_changed.len();
         expired_credits += effects
             .records_changed
@@ -666,4 +801,231 @@ fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError>
         expired_holds,
         expired_credits,
     })
+}
+
+fn api_key_find(connection: &Connection, id: &str) -> Result<Option<ApiKey>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM api_keys WHERE id = ?1",
+        rows::API_KEY_COLUMNS
+    );
+    let row = connection
+        .prepare_cached(&sql)?
+        .query_row([id], rows::api_key_from_row)
+        .optional()?;
+    Ok(row.map(|(_, key)| key))
+}
+
+fn email_taken(
+    connection: &Connection,
+    account_id: &str,
+    email: &str,
+    except: Option<&str>,
+) -> Result<bool, StoreError> {
+    let taken: Option<String> = connection
+        .prepare_cached(
+            "SELECT id FROM members WHERE account_id = ?1 AND email = ?2 AND deleted_at IS NULL",
+        )?
+        .query_row(params![account_id, email], |row| row.get(0))
+        .optional()?;
+    Ok(taken.is_some_and(|id| Some(id.as_str()) != except))
+}
+
+fn member_create(
+    connection: &Connection,
+    writer: &mut Writer,
+    account_id: &str,
+    email: &str,
+    name: &Option<String>,
+    role: credits_core::access::Role,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    if account_find(connection, account_id)?.is_none() {
+        return rejected(Rejection::NotFound(format!("account {account_id}")));
+    }
+    if email_taken(connection, account_id, email, None)? {
+        return rejected(Rejection::Validation(format!(
+            "a member with email {email} exists"
+        )));
+    }
+    let member = Member {
+        id: writer.id("mem"),
+        account_id: account_id.to_string(),
+        email: email.to_string(),
+        name: name.clone(),
+        role,
+        created_at: now,
+        updated_at: now,
+    };
+    rows::member_save(connection, &member)?;
+    Ok(Outcome::Member(member))
+}
+
+fn member_update(
+    connection: &Connection,
+    id: &str,
+    patch: &MemberPatch,
+    scope: &AccountScope,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    let member =
+        crate::read::member_find(connection, id)?.filter(|m| in_scope(scope, &m.account_id));
+    let Some(mut member) = member else {
+        return rejected(Rejection::NotFound(format!("member {id}")));
+    };
+    if let Some(email) = &patch.email {
+        if email_taken(connection, &member.account_id, email, Some(id))? {
+            return rejected(Rejection::Validation(format!(
+                "a member with email {email} exists"
+            )));
+        }
+        member.email = email.clone();
+    }
+    if let Some(name) = &patch.name {
+        member.name = name.clone();
+    }
+    if let Some(role) = patch.role {
+        member.role = role;
+    }
+    member.updated_at = now;
+    rows::member_save(connection, &member)?;
+    Ok(Outcome::Member(member))
+}
+
+fn api_key_create(
+    connection: &Connection,
+    writer: &mut Writer,
+    new: &NewApiKey,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    if let Some(account_id) = &new.account_id {
+        if account_find(connection, account_id)?.is_none() {
+            return rejected(Rejection::NotFound(format!("account {account_id}")));
+        }
+    }
+    use credits_core::access::{ACCOUNT_SCOPES, SCOPES};
+    let mut ceiling: &[&str] = if new.account_id.is_some() {
+        &ACCOUNT_SCOPES
+    } else {
+        &SCOPES
+    };
+    if let Some(member_id) = &new.member_id {
+        let member = crate::read::member_find(connection, member_id)?;
+        let Some(member) = member.filter(|m| Some(&m.account_id) == new.account_id.as_ref()) else {
+            return rejected(Rejection::NotFound(format!("member {member_id}")));
+        };
+        // A member-bound key never carries more than its member's role allows.
+        ceiling = member.role.scopes();
+        let requested = new.scopes.iter().flatten();
+        if let Some(scope) = requested
+            .into_iter()
+            .find(|s| !ceiling.contains(&s.as_str()))
+        {
+            return rejected(Rejection::Validation(format!(
+                "scope {scope} is above the {} role of member {member_id}",
+                member.role.as_str()
+            )));
+        }
+    }
+    let scopes: Vec<String> = match &new.scopes {
+        Some(scopes) => scopes.clone(),
+        None => ceiling
+            .iter()
+            .filter(|s| {
+                new.ceiling
+                    .as_ref()
+                    .is_none_or(|c| c.iter().any(|c| c == *s))
+            })
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    if scopes.is_empty() {
+        return rejected(Rejection::Validation("the key would have no scope".into()));
+    }
+    let key = ApiKey {
+        id: writer.id("key"),
+        account_id: new.account_id.clone(),
+        member_id: new.member_id.clone(),
+        name: new.name.clone(),
+        prefix: new.prefix.clone(),
+        scopes,
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    connection
+        .prepare_cached(
+            "INSERT INTO api_keys (id, account_id, member_id, name, prefix, secret_hash, scopes, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            key.id,
+            key.account_id,
+            key.member_id,
+            key.name,
+            key.prefix,
+            new.secret_hash.as_slice(),
+            key.scopes.join(" "),
+            now.0
+        ])?;
+    Ok(Outcome::ApiKey(key))
+}
+
+/// A new budget counts what was already spent in its scope during the current period: usage,
+/// and credits still held.
+fn budget_create(
+    connection: &Connection,
+    writer: &mut Writer,
+    new: &NewBudget,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
+    use credits_core::budget::{period_bounds, BudgetScope};
+    if account_find(connection, &new.account_id)?.is_none() {
+        return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
+    }
+    let (column, value) = match &new.scope {
+        BudgetScope::Account => ("account_id", new.account_id.as_str()),
+        BudgetScope::Member(id) => ("member_id", id.as_str()),
+        BudgetScope::ApiKey(id) => ("api_key_id", id.as_str()),
+        BudgetScope::Service(id) => ("service", id.as_str()),
+    };
+    if let BudgetScope::Member(id) = &new.scope {
+        let member = crate::read::member_find(connection, id)?;
+        if member.filter(|m| m.account_id == new.account_id).is_none() {
+            return rejected(Rejection::NotFound(format!("member {id}")));
+        }
+    }
+    let (period_start, _) = period_bounds(new.period, now);
+    let used: i64 = connection
+        .prepare_cached(&format!(
+            "SELECT coalesce(sum(credits), 0) FROM usage WHERE account_id = ?1 \
+             AND created_at >= ?2 AND {column} = ?3"
+        ))?
+        .query_row(params![new.account_id, period_start.0, value], |row| {
+            row.get(0)
+        })?;
+    let held: i64 = connection
+        .prepare_cached(&format!(
+            "SELECT coalesce(sum(credits), 0) FROM reservations WHERE account_id = ?1 \
+             AND status = 'held' AND expires_at > ?4 AND created_at >= ?2 AND {column} = ?3"
+        ))?
+        .query_row(
+            params![new.account_id, period_start.0, value, now.0],
+            |row| row.get(0),
+        )?;
+    let budget = credits_core::budget::Budget {
+        id: writer.id("bud"),
+        account_id: new.account_id.clone(),
+        name: new.name.clone(),
+        scope: new.scope.clone(),
+        period: new.period,
+        limit: new.limit,
+        enforcement: new.enforcement,
+        thresholds: new.thresholds.clone(),
+        spent: u64::try_from(used.saturating_add(held)).unwrap_or(0),
+        period_start,
+        created_at: now,
+        updated_at: now,
+    };
+    rows::budget_save(connection, &budget)?;
+    Ok(Outcome::Budget(budget))
 }

@@ -1,9 +1,12 @@
 //! The handlers, one module per resource. Each validates, then runs one read or one write.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod balance;
+pub mod budgets;
 pub mod credits;
 pub mod ledger;
+pub mod members;
 pub mod reservations;
 pub mod services;
 pub mod system;

@@ -229,6 +229,10 @@ pub struct UsageListQuery {
     /// Operators: the account (omit to list every account's usage).
     pub account_id: Option<String>,
     pub service: Option<String>,
+    /// Only usage attributed to this member.
+    pub member_id: Option<String>,
+    /// Only usage made with this API key.
+    pub api_key_id: Option<String>,
     /// RFC 3339, inclusive.
     pub from: Option<String>,
     /// RFC 3339, exclusive.
@@ -256,6 +260,8 @@ pub async fn list(
     let filter = UsageFilter {
         account_id,
         service: query.service,
+        member_id: query.member_id,
+        api_key_id: query.api_key_id,
         from: parse_time_query("from", query.from.as_deref())?,
         to: parse_time_query("to", query.to.as_deref())?,
     };

@@ -1,0 +1,184 @@
+//! `/v2/api-keys`: keys for integrated systems. The secret is shown once and stored as a hash.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::Deserialize;
+
+use credits_core::access::{scope_known, OPERATOR_ONLY_SCOPES};
+use credits_store::{Command, NewApiKey, Outcome};
+
+use super::{check_text, list_response};
+use crate::auth::{secret_hash, Principal};
+use crate::dto::{ApiKeyCreate, ApiKeyDto, ListResponse};
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{idempotency_key, page_request, parse_json, ApiPath, ApiQuery, RawBody};
+use crate::{respond, AppState};
+
+/// Checks the requested scopes: known, none operator-only on an account key, and none the caller
+/// lacks (no key can mint a key stronger than itself).
+fn scopes_checked(
+    principal: &Principal,
+    operator_key: bool,
+    requested: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(mut scopes) = requested else {
+        return Ok(None);
+    };
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(ApiError::validation("scopes must name at least one scope"));
+    }
+    for scope in &scopes {
+        if !scope_known(scope) {
+            return Err(ApiError::validation(format!("unknown scope {scope}")));
+        }
+        if !operator_key && OPERATOR_ONLY_SCOPES.contains(&scope.as_str()) {
+            return Err(ApiError::validation(format!(
+                "{scope} is for operator keys only"
+            )));
+        }
+        if !principal.has(scope) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this key lacks {scope}, so it cannot grant it"),
+            ));
+        }
+    }
+    Ok(Some(scopes))
+}
+
+/// Create a key. The answer carries `secret`, once; a replay answers the key without it.
+#[utoipa::path(post, path = "/v2/api-keys", tag = "team", request_body = ApiKeyCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters")),
+    responses((status = 201, body = ApiKeyDto), (status = 403, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    principal.require("team:manage")?;
+    let key = idempotency_key(&headers, false)?;
+    let parsed = parse_json::<ApiKeyCreate>(&body)?;
+    let request = parsed.request;
+    check_text("name", Some(&request.name))?;
+    let operator_key = principal.is_operator() && request.account_id.is_none();
+    if operator_key && request.member_id.is_some() {
+        return Err(ApiError::validation(
+            "an operator key cannot be bound to a member",
+        ));
+    }
+    let account_id = if operator_key {
+        None
+    } else {
+        Some(principal.account_for_write(request.account_id.as_deref())?)
+    };
+    let scopes = scopes_checked(&principal, operator_key, request.scopes)?;
+    let ceiling = if principal.has("*") {
+        None
+    } else {
+        Some(principal.scopes.clone())
+    };
+    let random: [u8; 32] = rand::random();
+    let secret = format!(
+        "ck_{}_{}",
+        if operator_key { "op" } else { "live" },
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+    );
+    let new = NewApiKey {
+        account_id,
+        member_id: request.member_id,
+        name: request.name,
+        scopes,
+        ceiling,
+        secret_hash: secret_hash(&secret),
+        prefix: secret.chars().take(12).collect(),
+    };
+    let idempotency = key.map(|key| credits_store::Idempotency {
+        scope: principal.idempotency_scope(),
+        key,
+        request_hash: crate::extract::request_hash("POST /v2/api-keys", &parsed.value),
+    });
+    let write = credits_store::WriteRequest {
+        idempotency,
+        command: Command::CreateApiKey(new),
+    };
+    let executed = state.store.write(write).await?;
+    // Only the live answer shows the secret; the stored answer (for replays) never has it.
+    if let (false, Some(Outcome::ApiKey(created))) = (executed.replayed, &executed.outcome) {
+        let mut dto = ApiKeyDto::from(created);
+        dto.secret = Some(secret);
+        let mut response = Json(dto).into_response();
+        *response.status_mut() = axum::http::StatusCode::CREATED;
+        return Ok(response);
+    }
+    Ok(respond(executed))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ApiKeyListQuery {
+    /// Operators: the account (omit to list every key, operator keys included).
+    pub account_id: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List keys (never their secrets), newest first.
+#[utoipa::path(get, path = "/v2/api-keys", tag = "team", params(ApiKeyListQuery),
+    responses((status = 200, body = ListResponse<ApiKeyDto>)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    ApiQuery(query): ApiQuery<ApiKeyListQuery>,
+) -> Result<Json<ListResponse<ApiKeyDto>>, ApiError> {
+    principal.require("team:manage")?;
+    let page = page_request(query.limit, query.cursor.as_deref())?;
+    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
+    if let Some(account_id) = &account_id {
+        super::account_exists(&state, account_id).await?;
+    }
+    let found = state
+        .store
+        .read(move |reader| reader.api_keys(account_id.as_deref(), page))
+        .await?;
+    Ok(list_response(found, |key| ApiKeyDto::from(&key)))
+}
+
+/// Revoke a key: its next request, on any node, answers 401.
+#[utoipa::path(delete, path = "/v2/api-keys/{id}", tag = "team",
+    responses((status = 200, body = ApiKeyDto), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Arc<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    principal.require("team:manage")?;
+    let command = Command::RevokeApiKey {
+        id: id.clone(),
+        scope: principal.scope(),
+    };
+    let response = crate::write(
+        &state,
+        &principal,
+        None,
+        "DELETE /v2/api-keys",
+        &serde_json::Value::Null,
+        command,
+    )
+    .await;
+    state.keys.forget(&id);
+    response
+}

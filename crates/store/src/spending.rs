@@ -1,0 +1,90 @@
+//! Keeping budgets in step with the ledger inside the writer: a blocking budget is checked before
+//! a charge (in the same serialized step, so it holds under any concurrency exactly as balances
+//! do), charges and holds are counted, and released or expired holds stop counting.
+
+use r2d2_sqlite::rusqlite::Connection;
+
+use credits_core::budget::Budget;
+use credits_core::{Actor, Book, Rejection, ReservationStatus, Timestamp};
+
+use crate::rows;
+use crate::StoreError;
+
+pub(crate) struct Spending {
+    budgets: Vec<Budget>,
+    changed: Vec<bool>,
+}
+
+impl Spending {
+    pub(crate) fn load(connection: &Connection, account_id: &str) -> Result<Spending, StoreError> {
+        let budgets = rows::budgets_of_account(connection, account_id)?;
+        let changed = vec![false; budgets.len()];
+        Ok(Spending { budgets, changed })
+    }
+
+    /// Stops counting what changed holds gave back: all of a released or expired hold, the
+    /// uncaptured rest of a captured one.
+    pub(crate) fn holds_settled(&mut self, book: &Book, holds: &[usize], now: Timestamp) {
+        for &index in holds {
+            let hold = &book.holds[index];
+            let returned = match hold.status {
+                ReservationStatus::Held => continue,
+                ReservationStatus::Captured => hold.credits - hold.captured,
+                ReservationStatus::Released | ReservationStatus::Expired => hold.credits,
+            };
+            if returned == 0 {
+                continue;
+            }
+            for (budget, changed) in self.budgets.iter_mut().zip(&mut self.changed) {
+                if budget.scope.covers(&hold.actor, &hold.service) {
+                    budget.refund(returned, hold.created_at, now);
+                    *changed = true;
+                }
+            }
+        }
+    }
+
+    /// Refuses a charge that would take a blocking budget in scope past its limit.
+    pub(crate) fn check(
+        &self,
+        actor: &Actor,
+        service: &str,
+        credits: u64,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let blocking = self
+            .budgets
+            .iter()
+            .find(|budget| budget.scope.covers(actor, service) && budget.blocks(credits, now));
+        match blocking {
+            None => Ok(()),
+            Some(budget) => Err(Rejection::BudgetExceeded {
+                budget_id: budget.id.clone(),
+                limit: budget.limit,
+                spent: budget.spent_at(now),
+                required: credits,
+            }),
+        }
+    }
+
+    pub(crate) fn charge(&mut self, actor: &Actor, service: &str, credits: u64, now: Timestamp) {
+        if credits == 0 {
+            return;
+        }
+        for (budget, changed) in self.budgets.iter_mut().zip(&mut self.changed) {
+            if budget.scope.covers(actor, service) {
+                budget.charge(credits, now);
+                *changed = true;
+            }
+        }
+    }
+
+    pub(crate) fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+        for (budget, changed) in self.budgets.iter().zip(&self.changed) {
+            if *changed {
+                rows::budget_save(connection, budget)?;
+            }
+        }
+        Ok(())
+    }
+}

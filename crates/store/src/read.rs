@@ -440,6 +440,12 @@ impl<'c> Reader<'c> {
         if let Some(entry_type) = filter.entry_type {
             sql.push("type = ?", [Where::text(entry_type.as_str())]);
         }
+        if let Some(member_id) = &filter.member_id {
+            sql.push("member_id = ?", [Where::text(member_id)]);
+        }
+        if let Some(api_key_id) = &filter.api_key_id {
+            sql.push("api_key_id = ?", [Where::text(api_key_id)]);
+        }
         if let Some(from) = filter.from {
             sql.push("created_at >= ?", [Value::Integer(from.0)]);
         }

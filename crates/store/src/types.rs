@@ -363,6 +363,8 @@ pub struct LedgerFilter {
     pub account_id: Option<String>,
     pub credit_id: Option<String>,
     pub entry_type: Option<credits_core::EntryType>,
+    pub member_id: Option<String>,
+    pub api_key_id: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
 }

@@ -29,6 +29,10 @@ pub struct LedgerQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub entry_type: Option<String>,
+    /// Only changes attributed to this member.
+    pub member_id: Option<String>,
+    /// Only changes made with this API key.
+    pub api_key_id: Option<String>,
     /// RFC 3339, inclusive.
     pub from: Option<String>,
     /// RFC 3339, exclusive.
@@ -157,6 +161,8 @@ pub async fn list(
         account_id,
         credit_id: query.credit_id,
         entry_type,
+        member_id: query.member_id,
+        api_key_id: query.api_key_id,
         from: parse_time_query("from", query.from.as_deref())?,
         to: parse_time_query("to", query.to.as_deref())?,
     };

@@ -7,6 +7,7 @@
 //! never by the secret, so their timing reveals nothing about a secret.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,15 @@ type CachedKey = (Arc<Principal>, Instant);
 pub struct KeyCache {
     entries: RwLock<HashMap<[u8; 32], CachedKey>>,
     used: Mutex<HashMap<String, Timestamp>>,
+    /// Bumped by every forget: a lookup that started before a revocation does not cache its
+    /// (now stale) answer.
+    generation: AtomicU64,
 }
 
 impl KeyCache {
     /// Forgets a revoked key at once, so that its next request is looked up (and refused).
     pub fn forget(&self, key_id: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.write() {
             entries.retain(|_, (principal, _)| principal.key_id != key_id);
         }
@@ -49,8 +54,21 @@ impl KeyCache {
 
     /// Forgets every cached key (after a member's keys were revoked, say).
     pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.write() {
             entries.clear();
+        }
+    }
+
+    fn remember(&self, hash: [u8; 32], principal: Arc<Principal>, generation: u64) {
+        if let Ok(mut entries) = self.entries.write() {
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            if entries.len() >= KEY_CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (principal, Instant::now()));
         }
     }
 
@@ -221,6 +239,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
                 }
             }
         }
+        let generation = state.keys.generation.load(Ordering::SeqCst);
         let key = state
             .store
             .read(move |reader| reader.api_key_by_hash(&hash))
@@ -230,12 +249,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
         };
         let principal = Arc::new(Principal::from_key(key, role));
         state.keys.touch(&principal.key_id);
-        if let Ok(mut entries) = state.keys.entries.write() {
-            if entries.len() >= KEY_CACHE_ENTRIES_MAX {
-                entries.clear();
-            }
-            entries.insert(hash, (principal.clone(), Instant::now()));
-        }
+        state.keys.remember(hash, principal.clone(), generation);
         Ok(principal)
     }
 }

@@ -367,6 +367,8 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
         UsageCommand::List {
             account,
             service,
+            member,
+            api_key,
             from,
             to,
             page,
@@ -374,6 +376,8 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
             let query = vec![
                 ("accountId", account),
                 ("service", service),
+                ("memberId", member),
+                ("apiKeyId", api_key),
                 ("from", from),
                 ("to", to),
             ];
@@ -536,6 +540,8 @@ async fn ledger(session: &Session, args: LedgerArgs) -> Result<(), Failure> {
         ("accountId", args.account),
         ("creditId", args.credit),
         ("type", args.entry_type),
+        ("memberId", args.member),
+        ("apiKeyId", args.api_key),
         ("from", args.from),
         ("to", args.to),
     ];

@@ -250,6 +250,12 @@ pub enum UsageCommand {
         /// A service id.
         #[arg(long)]
         service: Option<String>,
+        /// Only the usage of this member.
+        #[arg(long)]
+        member: Option<String>,
+        /// Only the usage made with this API key.
+        #[arg(long)]
+        api_key: Option<String>,
         /// RFC 3339, inclusive.
         #[arg(long)]
         from: Option<String>,
@@ -401,6 +407,12 @@ pub struct LedgerArgs {
     /// purchase, grant, usage, hold, capture, release, expiry or void.
     #[arg(long = "type", value_name = "TYPE")]
     pub entry_type: Option<String>,
+    /// Only the entries of this member's actions.
+    #[arg(long)]
+    pub member: Option<String>,
+    /// Only the entries of this API key's actions.
+    #[arg(long)]
+    pub api_key: Option<String>,
     /// RFC 3339, inclusive.
     #[arg(long)]
     pub from: Option<String>,

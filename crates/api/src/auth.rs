@@ -103,18 +103,11 @@ impl Principal {
     fn from_key(key: ApiKey, role: Option<Role>) -> Principal {
         let scopes = match role {
             None => key.scopes,
-            Some(role) => key
-                .scopes
-                .into_iter()
-                .filter(|s| role.scopes().contains(&s.as_str()))
-                .collect(),
+            Some(role) => {
+                key.scopes.into_iter().filter(|s| role.scopes().contains(&s.as_str())).collect()
+            }
         };
-        Principal {
-            key_id: key.id,
-            account_id: key.account_id,
-            member_id: key.member_id,
-            scopes,
-        }
+        Principal { key_id: key.id, account_id: key.account_id, member_id: key.member_id, scopes }
     }
 
     /// Whether the key carries `scope` (the admin key carries `*`).
@@ -131,10 +124,7 @@ impl Principal {
         if self.has(scope) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this key lacks the scope {scope}"),
-            ))
+            Err(ApiError::new(ErrorCode::Forbidden, format!("this key lacks the scope {scope}")))
         }
     }
 
@@ -142,10 +132,7 @@ impl Principal {
         if self.is_operator() {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only operator keys may do this",
-            ))
+            Err(ApiError::new(ErrorCode::Forbidden, "only operator keys may do this"))
         }
     }
 
@@ -154,9 +141,7 @@ impl Principal {
     pub fn account_for_write(&self, requested: Option<&str>) -> Result<String, ApiError> {
         match (&self.account_id, requested) {
             (None, Some(id)) => Ok(id.to_string()),
-            (None, None) => Err(ApiError::validation(
-                "accountId is required for operator keys",
-            )),
+            (None, None) => Err(ApiError::validation("accountId is required for operator keys")),
             (Some(own), None) => Ok(own.clone()),
             (Some(own), Some(id)) if own == id => Ok(own.clone()),
             (Some(_), Some(id)) => Err(ApiError::not_found(format!("no such account {id}"))),
@@ -171,9 +156,9 @@ impl Principal {
     ) -> Result<Option<String>, ApiError> {
         match (&self.account_id, requested) {
             (None, Some(id)) => Ok(Some(id.to_string())),
-            (None, None) if required => Err(ApiError::bad_request(
-                "accountId is required for operator keys",
-            )),
+            (None, None) if required => {
+                Err(ApiError::bad_request("accountId is required for operator keys"))
+            }
             (None, None) => Ok(None),
             (Some(own), None) => Ok(Some(own.clone())),
             (Some(own), Some(id)) if own == id => Ok(Some(own.clone())),
@@ -183,9 +168,7 @@ impl Principal {
 
     /// Whether the caller may see objects of `account_id` (others answer 404, as if absent).
     pub fn sees(&self, account_id: &str) -> bool {
-        self.account_id
-            .as_deref()
-            .is_none_or(|own| own == account_id)
+        self.account_id.as_deref().is_none_or(|own| own == account_id)
     }
 
     pub fn scope(&self) -> AccountScope {
@@ -201,10 +184,7 @@ impl Principal {
     }
 
     pub fn actor(&self) -> Actor {
-        Actor {
-            member_id: self.member_id.clone(),
-            api_key_id: Some(self.key_id.clone()),
-        }
+        Actor { member_id: self.member_id.clone(), api_key_id: Some(self.key_id.clone()) }
     }
 }
 
@@ -240,10 +220,7 @@ impl FromRequestParts<AppState> for Arc<Principal> {
             }
         }
         let generation = state.keys.generation.load(Ordering::SeqCst);
-        let key = state
-            .store
-            .read(move |reader| reader.api_key_by_hash(&hash))
-            .await?;
+        let key = state.store.read(move |reader| reader.api_key_by_hash(&hash)).await?;
         let Some((key, role)) = key else {
             return Err(unauthorized("unknown or revoked key"));
         };

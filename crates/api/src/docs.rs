@@ -16,18 +16,12 @@ impl Docs {
         let openapi = ApiDoc::openapi();
         let openapi_json = openapi.to_pretty_json().unwrap_or_default();
         let value: Value = serde_json::from_str(&openapi_json).unwrap_or(Value::Null);
-        Docs {
-            openapi_json,
-            html: html_page(&value),
-        }
+        Docs { openapi_json, html: html_page(&value) }
     }
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn schema_name(schema: &Value) -> String {
@@ -54,14 +48,8 @@ fn schema_name(schema: &Value) -> String {
 
 fn operation_html(method: &str, path: &str, operation: &Value) -> String {
     let mut html = String::new();
-    let summary = operation
-        .get("summary")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let description = operation
-        .get("description")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let summary = operation.get("summary").and_then(Value::as_str).unwrap_or("");
+    let description = operation.get("description").and_then(Value::as_str).unwrap_or("");
     html.push_str(&format!(
         "<section class=\"op\"><h3><span class=\"method\">{}</span> <code>{}</code></h3><p>{}</p>",
         method.to_uppercase(),
@@ -75,10 +63,7 @@ fn operation_html(method: &str, path: &str, operation: &Value) -> String {
         html.push_str("<table><tr><th>parameter</th><th>in</th><th>type</th><th>about</th></tr>");
         for parameter in parameters {
             let text = |key: &str| parameter.get(key).and_then(Value::as_str).unwrap_or("");
-            let required = parameter
-                .get("required")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let required = parameter.get("required").and_then(Value::as_bool).unwrap_or(false);
             html.push_str(&format!(
                 "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(text("name")),
@@ -101,10 +86,7 @@ fn operation_html(method: &str, path: &str, operation: &Value) -> String {
                 .pointer("/content/application~1json/schema")
                 .map(schema_name)
                 .unwrap_or_default();
-            let about = response
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let about = response.get("description").and_then(Value::as_str).unwrap_or("");
             html.push_str(&format!(
                 "<li><b>{}</b> {} {}</li>",
                 escape(status),
@@ -119,10 +101,8 @@ fn operation_html(method: &str, path: &str, operation: &Value) -> String {
 }
 
 fn schema_html(name: &str, schema: &Value) -> String {
-    let mut html = format!(
-        "<section class=\"schema\" id=\"schema-{0}\"><h3>{0}</h3>",
-        escape(name)
-    );
+    let mut html =
+        format!("<section class=\"schema\" id=\"schema-{0}\"><h3>{0}</h3>", escape(name));
     if let Some(description) = schema.get("description").and_then(Value::as_str) {
         html.push_str(&format!("<p>{}</p>", escape(description)));
     }
@@ -134,18 +114,11 @@ fn schema_html(name: &str, schema: &Value) -> String {
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
         html.push_str("<table><tr><th>field</th><th>type</th><th>about</th></tr>");
         for (field, property) in properties {
-            let about = property
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let about = property.get("description").and_then(Value::as_str).unwrap_or("");
             html.push_str(&format!(
                 "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(field),
-                if required.contains(&field.as_str()) {
-                    " *"
-                } else {
-                    ""
-                },
+                if required.contains(&field.as_str()) { " *" } else { "" },
                 schema_name(property),
                 escape(about)
             ));
@@ -158,14 +131,8 @@ fn schema_html(name: &str, schema: &Value) -> String {
 
 fn html_page(openapi: &Value) -> String {
     let mut body = String::new();
-    let title = openapi
-        .pointer("/info/title")
-        .and_then(Value::as_str)
-        .unwrap_or("API");
-    let about = openapi
-        .pointer("/info/description")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let title = openapi.pointer("/info/title").and_then(Value::as_str).unwrap_or("API");
+    let about = openapi.pointer("/info/description").and_then(Value::as_str).unwrap_or("");
     body.push_str(&format!(
         "<h1>{} API reference</h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a>. \
          Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><h2>Endpoints</h2>",
@@ -182,10 +149,7 @@ fn html_page(openapi: &Value) -> String {
         }
     }
     body.push_str("<h2>Schemas</h2>");
-    if let Some(schemas) = openapi
-        .pointer("/components/schemas")
-        .and_then(Value::as_object)
-    {
+    if let Some(schemas) = openapi.pointer("/components/schemas").and_then(Value::as_object) {
         for (name, schema) in schemas {
             body.push_str(&schema_html(name, schema));
         }

@@ -238,10 +238,7 @@ pub struct AllocationDto {
 fn allocations(allocations: &[Allocation]) -> Vec<AllocationDto> {
     allocations
         .iter()
-        .map(|a| AllocationDto {
-            credit_id: a.credit_id.clone(),
-            credits: a.credits,
-        })
+        .map(|a| AllocationDto { credit_id: a.credit_id.clone(), credits: a.credits })
         .collect()
 }
 
@@ -254,10 +251,7 @@ pub struct ActorDto {
 
 impl From<&Actor> for ActorDto {
     fn from(actor: &Actor) -> ActorDto {
-        ActorDto {
-            member_id: actor.member_id.clone(),
-            api_key_id: actor.api_key_id.clone(),
-        }
+        ActorDto { member_id: actor.member_id.clone(), api_key_id: actor.api_key_id.clone() }
     }
 }
 
@@ -292,10 +286,7 @@ impl From<&UsageRecord> for UsageDto {
             credits: usage.credits,
             allocations: allocations(&usage.allocations),
             actor: ActorDto::from(&usage.actor),
-            metadata: usage
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str(m).ok()),
+            metadata: usage.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
             balance_after: usage.balance_after,
             reservation_id: usage.reservation_id.clone(),
             created_at: format_time(usage.created_at),
@@ -458,10 +449,7 @@ impl BalanceDto {
                 .by_service
                 .iter()
                 .map(|(service, b)| {
-                    let dto = ServiceBalanceDto {
-                        available: b.available,
-                        reserved: b.reserved,
-                    };
+                    let dto = ServiceBalanceDto { available: b.available, reserved: b.reserved };
                     (service.clone(), dto)
                 })
                 .collect(),
@@ -669,11 +657,7 @@ impl BudgetDto {
             enforcement: budget.enforcement.as_str().to_string(),
             thresholds: budget.thresholds.clone(),
             spent: budget.spent_at(now),
-            period_start: if lifetime {
-                None
-            } else {
-                Some(format_time(start))
-            },
+            period_start: if lifetime { None } else { Some(format_time(start)) },
             period_end: end.map(format_time),
             created_at: format_time(budget.created_at),
             updated_at: format_time(budget.updated_at),
@@ -703,4 +687,110 @@ pub struct BudgetPatchRequest {
     pub limit: Option<u64>,
     pub enforcement: Option<String>,
     pub thresholds: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpointDto {
+    #[schema(example = "whe_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    /// Null: an operator endpoint, which receives every account's events.
+    pub account_id: Option<String>,
+    pub url: String,
+    /// Event types, or `["*"]`.
+    pub events: Vec<String>,
+    /// Set when a receiver answered `410 Gone`.
+    pub disabled_at: Option<String>,
+    pub created_at: String,
+    /// `whsec_…`, only in the answer that created the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<&credits_store::WebhookEndpoint> for WebhookEndpointDto {
+    fn from(endpoint: &credits_store::WebhookEndpoint) -> WebhookEndpointDto {
+        WebhookEndpointDto {
+            id: endpoint.id.clone(),
+            account_id: endpoint.account_id.clone(),
+            url: endpoint.url.clone(),
+            events: endpoint.events.clone(),
+            disabled_at: endpoint.disabled_at.map(format_time),
+            created_at: format_time(endpoint.created_at),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookEndpointCreate {
+    /// The account whose events to send; operators may omit it to receive every account's.
+    pub account_id: Option<String>,
+    /// `https` to a public address (see `CREDITS_WEBHOOK_ALLOW_PRIVATE`).
+    pub url: String,
+    /// Event types, or `["*"]`.
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedeliverRequest {
+    pub event_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDto {
+    #[schema(example = "dlv_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    pub event_id: String,
+    pub attempt: u32,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub response_code: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub created_at: String,
+    /// When the next attempt is due (null if none).
+    pub next_attempt_at: Option<String>,
+}
+
+impl From<&credits_store::Delivery> for DeliveryDto {
+    fn from(delivery: &credits_store::Delivery) -> DeliveryDto {
+        DeliveryDto {
+            id: delivery.id.clone(),
+            event_id: delivery.event_id.clone(),
+            attempt: delivery.attempt,
+            status: delivery.status.as_str().to_string(),
+            response_code: delivery.response_code,
+            duration_ms: delivery.duration_ms,
+            created_at: format_time(delivery.created_at),
+            next_attempt_at: delivery.next_attempt_at.map(format_time),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDto {
+    #[schema(example = "evt_01JD8X5Q7M3N2P4R6T8V0W2Y4Z")]
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: String,
+    pub account_id: String,
+    /// The object the event is about.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<&credits_store::Event> for EventDto {
+    fn from(event: &credits_store::Event) -> EventDto {
+        EventDto {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            created_at: format_time(event.created_at),
+            account_id: event.account_id.clone(),
+            data: serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null),
+        }
+    }
 }

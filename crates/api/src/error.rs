@@ -100,10 +100,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            detail: detail.into(),
-        }
+        ApiError { code, detail: detail.into() }
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::BadRequest, detail)
@@ -136,19 +133,11 @@ impl From<Rejection> for ApiError {
             Rejection::NotFound(what) => ApiError::not_found(format!("no such {what}")),
             Rejection::Validation(detail) => ApiError::validation(detail),
             Rejection::InvalidState(detail) => ApiError::new(ErrorCode::InvalidState, detail),
-            Rejection::InsufficientCredits {
-                available,
-                required,
-            } => ApiError::new(
+            Rejection::InsufficientCredits { available, required } => ApiError::new(
                 ErrorCode::InsufficientCredits,
                 format!("{required} credits required, {available} available"),
             ),
-            Rejection::BudgetExceeded {
-                budget_id,
-                limit,
-                spent,
-                required,
-            } => ApiError::new(
+            Rejection::BudgetExceeded { budget_id, limit, spent, required } => ApiError::new(
                 ErrorCode::BudgetExceeded,
                 format!(
                     "budget {budget_id} allows {limit} credits this period; \
@@ -168,10 +157,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "the database is unavailable; retry later",
-                )
+                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
             }
         }
     }
@@ -182,9 +168,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.code.status(), self.body()).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         response
     }
 }

@@ -25,9 +25,9 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     async fn from_request(request: Request, state: &S) -> Result<RawBody, ApiError> {
         match Bytes::from_request(request, state).await {
             Ok(bytes) => Ok(RawBody(bytes)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
-                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large"),
-            ),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large"))
+            }
             Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
@@ -43,11 +43,7 @@ pub struct Parsed<T> {
 /// Malformed JSON is 400 `bad_request`; well-formed JSON of the wrong shape (unknown field,
 /// wrong type, missing field) is 422 `validation_failed` naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let request = parse_value(&value)?;
@@ -82,9 +78,7 @@ pub fn request_hash(method_and_path: &str, value: &serde_json::Value) -> [u8; 32
 /// Checks an idempotency key: 1 to 255 characters.
 pub fn idempotency_key_valid(key: &str) -> Result<(), ApiError> {
     if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_LENGTH_MAX {
-        return Err(ApiError::bad_request(
-            "Idempotency-Key must be 1 to 255 characters",
-        ));
+        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
     }
     Ok(())
 }
@@ -92,9 +86,7 @@ pub fn idempotency_key_valid(key: &str) -> Result<(), ApiError> {
 /// The `Idempotency-Key` header; `required` makes its absence a 400.
 pub fn idempotency_key(headers: &HeaderMap, required: bool) -> Result<Option<String>, ApiError> {
     match headers.get("idempotency-key") {
-        None if required => Err(ApiError::bad_request(
-            "the Idempotency-Key header is required",
-        )),
+        None if required => Err(ApiError::bad_request("the Idempotency-Key header is required")),
         None => Ok(None),
         Some(value) => {
             let key = value
@@ -150,13 +142,10 @@ pub fn cursor_encode(seq: i64) -> String {
 
 fn cursor_decode(cursor: &str) -> Result<i64, ApiError> {
     let invalid = || ApiError::bad_request("cursor is not a cursor this service gave");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| invalid())?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("v1:")
-        .and_then(|seq| seq.parse().ok())
-        .ok_or_else(invalid)
+    text.strip_prefix("v1:").and_then(|seq| seq.parse().ok()).ok_or_else(invalid)
 }
 
 pub fn now() -> Timestamp {

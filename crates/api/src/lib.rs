@@ -27,91 +27,63 @@ use credits_store::{Executed, Idempotency, Store, WriteRequest};
 use crate::auth::{KeyCache, Principal};
 use crate::error::{ApiError, PROBLEM_JSON};
 
+/// What the API needs of webhooks: sealing new secrets and the URL rules.
+pub struct WebhookConfig {
+    pub secrets: Arc<credits_webhooks::SecretBox>,
+    pub policy: credits_webhooks::UrlPolicy,
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub keys: Arc<KeyCache>,
     pub docs: Arc<docs::Docs>,
+    pub webhooks: Arc<WebhookConfig>,
 }
 
 impl AppState {
-    pub fn new(store: Store) -> AppState {
-        AppState {
-            store,
-            keys: Arc::default(),
-            docs: Arc::new(docs::Docs::build()),
-        }
+    pub fn new(store: Store, webhooks: Arc<WebhookConfig>) -> AppState {
+        AppState { store, keys: Arc::default(), docs: Arc::new(docs::Docs::build()), webhooks }
     }
 }
 
 /// The renderer the store needs to keep answers for replay.
 pub fn renderer() -> credits_store::Render {
-    Arc::new(render::render)
+    Arc::new(render::JsonRenderer)
 }
 
 pub fn router(state: AppState) -> Router {
     let v2 = Router::new()
-        .route(
-            "/accounts",
-            post(routes::accounts::create).get(routes::accounts::list),
-        )
-        .route(
-            "/accounts/{id}",
-            get(routes::accounts::retrieve).patch(routes::accounts::update),
-        )
-        .route(
-            "/services",
-            get(routes::services::list).post(routes::services::create),
-        )
-        .route(
-            "/services/{id}",
-            get(routes::services::retrieve).patch(routes::services::update),
-        )
-        .route(
-            "/credits",
-            get(routes::credits::list).post(routes::credits::create),
-        )
+        .route("/accounts", post(routes::accounts::create).get(routes::accounts::list))
+        .route("/accounts/{id}", get(routes::accounts::retrieve).patch(routes::accounts::update))
+        .route("/services", get(routes::services::list).post(routes::services::create))
+        .route("/services/{id}", get(routes::services::retrieve).patch(routes::services::update))
+        .route("/credits", get(routes::credits::list).post(routes::credits::create))
         .route("/credits/{id}", get(routes::credits::retrieve))
         .route("/credits/{id}/void", post(routes::credits::void))
         .route("/balance", get(routes::balance::retrieve))
-        .route(
-            "/usage",
-            get(routes::usage::list).post(routes::usage::create),
-        )
+        .route("/usage", get(routes::usage::list).post(routes::usage::create))
         .route("/usage/batch", post(routes::usage::batch))
         .route("/reservations", post(routes::reservations::create))
         .route("/reservations/{id}", get(routes::reservations::retrieve))
-        .route(
-            "/reservations/{id}/capture",
-            post(routes::reservations::capture),
-        )
-        .route(
-            "/reservations/{id}/release",
-            post(routes::reservations::release),
-        )
+        .route("/reservations/{id}/capture", post(routes::reservations::capture))
+        .route("/reservations/{id}/release", post(routes::reservations::release))
         .route("/ledger", get(routes::ledger::list))
-        .route(
-            "/members",
-            post(routes::members::create).get(routes::members::list),
-        )
+        .route("/members", post(routes::members::create).get(routes::members::list))
         .route(
             "/members/{id}",
             get(routes::members::retrieve)
                 .patch(routes::members::update)
                 .delete(routes::members::delete),
         )
-        .route(
-            "/api-keys",
-            post(routes::api_keys::create).get(routes::api_keys::list),
-        )
-        .route(
-            "/api-keys/{id}",
-            axum::routing::delete(routes::api_keys::revoke),
-        )
-        .route(
-            "/budgets",
-            post(routes::budgets::create).get(routes::budgets::list),
-        )
+        .route("/api-keys", post(routes::api_keys::create).get(routes::api_keys::list))
+        .route("/api-keys/{id}", axum::routing::delete(routes::api_keys::revoke))
+        .route("/webhook-endpoints", post(routes::webhooks::create).get(routes::webhooks::list))
+        .route("/webhook-endpoints/{id}", axum::routing::delete(routes::webhooks::delete))
+        .route("/webhook-endpoints/{id}/deliveries", get(routes::webhooks::deliveries))
+        .route("/webhook-endpoints/{id}/redeliver", post(routes::webhooks::redeliver))
+        .route("/events", get(routes::webhooks::events))
+        .route("/budgets", post(routes::budgets::create).get(routes::budgets::list))
         .route(
             "/budgets/{id}",
             get(routes::budgets::retrieve)
@@ -127,9 +99,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BYTES_MAX))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            routes::system::panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(routes::system::panic_response))
         .with_state(state)
 }
 
@@ -137,11 +107,7 @@ pub fn router(state: AppState) -> Router {
 pub(crate) fn respond(executed: Executed) -> Response {
     let status = axum::http::StatusCode::from_u16(executed.rendered.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = if status.is_success() {
-        "application/json"
-    } else {
-        PROBLEM_JSON
-    };
+    let content_type = if status.is_success() { "application/json" } else { PROBLEM_JSON };
     let mut response = (status, executed.rendered.body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -165,12 +131,6 @@ pub(crate) async fn write(
         key,
         request_hash: extract::request_hash(method_and_path, body),
     });
-    let executed = state
-        .store
-        .write(WriteRequest {
-            idempotency,
-            command,
-        })
-        .await?;
+    let executed = state.store.write(WriteRequest { idempotency, command }).await?;
     Ok(respond(executed))
 }

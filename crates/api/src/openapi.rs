@@ -44,6 +44,8 @@ impl Modify for BearerAuth {
         routes::api_keys::create, routes::api_keys::list, routes::api_keys::revoke,
         routes::budgets::create, routes::budgets::list, routes::budgets::retrieve,
         routes::budgets::update, routes::budgets::delete,
+        routes::webhooks::create, routes::webhooks::list, routes::webhooks::delete,
+        routes::webhooks::deliveries, routes::webhooks::redeliver, routes::webhooks::events,
         routes::system::healthz, routes::system::readyz,
     ),
     components(schemas(
@@ -54,6 +56,7 @@ impl Modify for BearerAuth {
         BalanceDto, ServiceBalanceDto, NextExpiryDto, LedgerEntryDto, MemberDto, MemberCreate,
         MemberPatchRequest, DeletedDto, ApiKeyDto, ApiKeyCreate, BudgetScopeDto, BudgetDto,
         BudgetCreate, BudgetPatchRequest,
+        WebhookEndpointDto, WebhookEndpointCreate, RedeliverRequest, DeliveryDto, EventDto,
     )),
     modifiers(&BearerAuth),
 )]

@@ -222,9 +222,7 @@ pub async fn worker(
     let accounts = target.accounts.len();
     let mut tally = Tally::new(accounts);
     let mut rng = Rng::new(
-        0x9E37_79B9_7F4A_7C15u64
-            .wrapping_mul(index as u64 + 1)
-            .wrapping_add(plan.tag.len() as u64),
+        0x9E37_79B9_7F4A_7C15u64.wrapping_mul(index as u64 + 1).wrapping_add(plan.tag.len() as u64),
     );
     let name = plan.kind.name();
     let mut sequence: u64 = 0;
@@ -238,20 +236,13 @@ pub async fn worker(
         picked.clear();
         let request = match plan.kind {
             Kind::Hot | Kind::Spread => {
-                let account = if plan.kind == Kind::Hot {
-                    0
-                } else {
-                    rng.below(accounts)
-                };
+                let account = if plan.kind == Kind::Hot { 0 } else { rng.below(accounts) };
                 picked.push(account);
                 client
                     .post(format!("{}/v2/usage", target.base))
                     .header("authorization", &target.authorization)
                     .header("content-type", "application/json")
-                    .header(
-                        "idempotency-key",
-                        format!("{}-{name}-{index}-{sequence}", plan.tag),
-                    )
+                    .header("idempotency-key", format!("{}-{name}-{index}-{sequence}", plan.tag))
                     .body(usage_body(&target.accounts[account]))
             }
             Kind::Batch(size) => {
@@ -294,9 +285,7 @@ pub async fn worker(
         let events_ok = classify(plan.kind, &picked, answer, &mut tally);
         if answered >= plan.measure_from && answered <= plan.end {
             let micros = answered.duration_since(started).as_micros();
-            tally
-                .latencies_us
-                .push(u32::try_from(micros).unwrap_or(u32::MAX));
+            tally.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
             tally.requests += 1;
             tally.events_ok += events_ok;
         }
@@ -402,10 +391,7 @@ async fn post_json(
         .await
         .with_context(|| format!("POST {path}"))?;
     let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .with_context(|| format!("POST {path}"))?;
+    let text = response.text().await.with_context(|| format!("POST {path}"))?;
     if status != expect {
         bail!("POST {path} answered {status}, expected {expect}: {text}");
     }
@@ -461,10 +447,7 @@ pub async fn setup_accounts(
                     201,
                 )
                 .await?;
-                let id = account["id"]
-                    .as_str()
-                    .context("an account without id")?
-                    .to_string();
+                let id = account["id"].as_str().context("an account without id")?.to_string();
                 post_json(
                     &client,
                     &target,
@@ -529,12 +512,8 @@ pub async fn check_balances(
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
         let client = client.clone();
-        let (chosen, next, expected, target) = (
-            Arc::clone(&chosen),
-            Arc::clone(&next),
-            Arc::clone(&expected),
-            Arc::clone(&target),
-        );
+        let (chosen, next, expected, target) =
+            (Arc::clone(&chosen), Arc::clone(&next), Arc::clone(&expected), Arc::clone(&target));
         tasks.spawn(async move {
             let mut results = Vec::new();
             loop {

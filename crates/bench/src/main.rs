@@ -128,12 +128,7 @@ impl Measured {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
@@ -164,12 +159,7 @@ async fn run_scenario(
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (index, client) in clients.iter().take(connections).enumerate() {
-        tasks.spawn(load::worker(
-            index,
-            client.clone(),
-            Arc::clone(target),
-            Arc::clone(&plan),
-        ));
+        tasks.spawn(load::worker(index, client.clone(), Arc::clone(target), Arc::clone(&plan)));
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let first = Snapshot::take(shared.pid, &args.disk);
@@ -228,15 +218,9 @@ async fn main() -> anyhow::Result<()> {
         bail!("--connections and --accounts must be at least 1");
     }
     let binary = std::fs::canonicalize(&args.bin).with_context(|| {
-        format!(
-            "no binary at {} (cargo build --release -p credits)",
-            args.bin.display()
-        )
+        format!("no binary at {} (cargo build --release -p credits)", args.bin.display())
     })?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let tag = format!("b{:x}", nanos % (1 << 48));
     // 12 + 28 = 40 characters (the service wants at least 32).
     let admin_key = format!("bench_admin_{nanos:028x}");
@@ -274,13 +258,9 @@ async fn main() -> anyhow::Result<()> {
         args.accounts, args.connections
     );
     let setup_started = Instant::now();
-    target.accounts = load::setup_accounts(
-        &clients[..args.connections],
-        &target,
-        args.accounts,
-        args.fund,
-    )
-    .await?;
+    target.accounts =
+        load::setup_accounts(&clients[..args.connections], &target, args.accounts, args.fund)
+            .await?;
     let setup_time = setup_started.elapsed();
     let target = Arc::new(target);
     let shared = Shared {
@@ -294,11 +274,8 @@ async fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for &kind in &kinds {
-        let connections = if matches!(kind, Kind::Batch(_)) {
-            batch_connections
-        } else {
-            args.connections
-        };
+        let connections =
+            if matches!(kind, Kind::Batch(_)) { batch_connections } else { args.connections };
         eprintln!(
             "credits-bench: {} with {connections} connections, {} s warm-up + {} s measured (load {})",
             kind.name(),
@@ -481,11 +458,7 @@ fn render(
             );
         }
     }
-    let verdict = if check.mismatches.is_empty() {
-        "OK"
-    } else {
-        "MISMATCH"
-    };
+    let verdict = if check.mismatches.is_empty() { "OK" } else { "MISMATCH" };
     let _ = writeln!(
         out,
         "\nBalance check: {verdict}. {} accounts checked (the hot account among them): {} exact, {} within the range of unknown-outcome requests, {} mismatched. Usages acknowledged 201 over the whole run: {}; with unknown outcome (transport error or 5xx): {}.",

@@ -106,12 +106,7 @@ impl Server {
                 }
             }
         });
-        Ok(Server {
-            child,
-            pid,
-            address,
-            log,
-        })
+        Ok(Server { child, pid, address, log })
     }
 
     pub fn base_url(&self) -> String {
@@ -134,18 +129,15 @@ impl Server {
     /// SIGTERM (graceful: in-flight requests finish, the writer drains), SIGKILL after 30 s.
     pub async fn stop(mut self) -> anyhow::Result<String> {
         if self.exited().is_none() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .status();
+            let _ =
+                std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
         }
         match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
             Ok(status) => Ok(status?.to_string()),
             Err(_) => {
                 self.child.start_kill()?;
                 let status = self.child.wait().await?;
-                Ok(format!(
-                    "{status} (killed after 30 s without exiting on SIGTERM)"
-                ))
+                Ok(format!("{status} (killed after 30 s without exiting on SIGTERM)"))
             }
         }
     }

@@ -91,11 +91,7 @@ enum Due {
 
 impl Book {
     pub fn new(account_id: impl Into<String>) -> Book {
-        Book {
-            account_id: account_id.into(),
-            records: Vec::new(),
-            holds: Vec::new(),
-        }
+        Book { account_id: account_id.into(), records: Vec::new(), holds: Vec::new() }
     }
 
     fn record_index(&self, credit_id: &str) -> Option<usize> {
@@ -191,10 +187,7 @@ impl Book {
         };
         let credits = allocation.credits;
         let record = &mut self.records[index];
-        assert!(
-            record.reserved >= credits,
-            "release of more than reserved: {record:?}"
-        );
+        assert!(record.reserved >= credits, "release of more than reserved: {record:?}");
         record.reserved -= credits;
         record.remaining += credits;
         record.updated_at = at;
@@ -239,9 +232,7 @@ impl Book {
             })
             .collect();
         candidates.sort_by(|&a, &b| {
-            self.records[a]
-                .burn_down_key()
-                .cmp(&self.records[b].burn_down_key())
+            self.records[a].burn_down_key().cmp(&self.records[b].burn_down_key())
         });
         let mut plan = Vec::new();
         let mut left = credits;
@@ -272,14 +263,10 @@ impl Book {
         assert!(record.account_id == self.account_id);
         assert!(record.used == 0 && record.reserved == 0 && record.remaining == record.amount);
         if !crate::model::credits_valid(record.amount) {
-            return Err(Rejection::Validation(
-                "amount must be 1 to 9007199254740991".into(),
-            ));
+            return Err(Rejection::Validation("amount must be 1 to 9007199254740991".into()));
         }
         if record.expires_by(now) {
-            return Err(Rejection::Validation(
-                "expiresAt must be in the future".into(),
-            ));
+            return Err(Rejection::Validation("expiresAt must be in the future".into()));
         }
         self.settle(now, effects);
         record.assert_equation();
@@ -290,9 +277,7 @@ impl Book {
         let credits = record.amount;
         self.records.push(record);
         let index = self.records.len() - 1;
-        effects
-            .entries
-            .push(self.entry(index, entry_type, credits, now));
+        effects.entries.push(self.entry(index, entry_type, credits, now));
         effects.record_changed(index);
         Ok(index)
     }
@@ -321,10 +306,8 @@ impl Book {
             entry.actor = charge.actor.clone();
             effects.entries.push(entry);
             effects.record_changed(index);
-            allocations.push(Allocation {
-                credit_id: self.records[index].id.clone(),
-                credits: take,
-            });
+            allocations
+                .push(Allocation { credit_id: self.records[index].id.clone(), credits: take });
         }
         let after = self.available(&charge.service);
         assert!(after + charge.credits == before);
@@ -353,10 +336,8 @@ impl Book {
             entry.actor = request.actor.clone();
             effects.entries.push(entry);
             effects.record_changed(index);
-            allocations.push(Allocation {
-                credit_id: self.records[index].id.clone(),
-                credits: take,
-            });
+            allocations
+                .push(Allocation { credit_id: self.records[index].id.clone(), credits: take });
         }
         self.holds.push(Reservation {
             id: request.reservation_id.clone(),
@@ -409,15 +390,12 @@ impl Book {
         let held = self.holds[index].credits;
         let credits = credits.unwrap_or(held);
         if credits == 0 || credits > held {
-            return Err(Rejection::Validation(format!(
-                "credits must be 1 to the {held} held"
-            )));
+            return Err(Rejection::Validation(format!("credits must be 1 to the {held} held")));
         }
         let allocations = self.holds[index].allocations.clone();
         // Check before the first change, so that a capture applies completely or not at all.
-        if let Some(missing) = allocations
-            .iter()
-            .find(|a| self.record_index(&a.credit_id).is_none())
+        if let Some(missing) =
+            allocations.iter().find(|a| self.record_index(&a.credit_id).is_none())
         {
             return Err(Rejection::NotFound(format!("credit {}", missing.credit_id)));
         }
@@ -441,18 +419,14 @@ impl Book {
                 entry.actor = actor.clone();
                 effects.entries.push(entry);
                 effects.record_changed(record_index);
-                captured.push(Allocation {
-                    credit_id: allocation.credit_id.clone(),
-                    credits: take,
-                });
+                captured
+                    .push(Allocation { credit_id: allocation.credit_id.clone(), credits: take });
                 left -= take;
             }
             let rest = allocation.credits - take;
             if rest > 0 {
-                let rest_allocation = Allocation {
-                    credit_id: allocation.credit_id.clone(),
-                    credits: rest,
-                };
+                let rest_allocation =
+                    Allocation { credit_id: allocation.credit_id.clone(), credits: rest };
                 self.release_allocation(&rest_allocation, reservation_id, now, effects);
             }
         }
@@ -520,27 +494,16 @@ impl Book {
 
     /// The balance over every record in the book. Call after [`Book::settle`].
     pub fn balance(&self) -> Balance {
-        let mut balance = Balance {
-            available: 0,
-            reserved: 0,
-            by_service: BTreeMap::new(),
-            next_expiry: None,
-        };
+        let mut balance =
+            Balance { available: 0, reserved: 0, by_service: BTreeMap::new(), next_expiry: None };
         for record in &self.records {
             if !record.open() {
                 continue;
             }
-            let spendable = if record.expired || record.voided {
-                0
-            } else {
-                record.remaining
-            };
+            let spendable = if record.expired || record.voided { 0 } else { record.remaining };
             balance.available += spendable;
             balance.reserved += record.reserved;
-            let entry = balance
-                .by_service
-                .entry(record.service.clone())
-                .or_default();
+            let entry = balance.by_service.entry(record.service.clone()).or_default();
             entry.available += spendable;
             entry.reserved += record.reserved;
             if let (Some(at), true) = (record.expires_at, spendable > 0) {

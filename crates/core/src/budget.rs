@@ -148,11 +148,42 @@ pub struct Budget {
     /// Spent in the period that starts at `period_start`.
     pub spent: u64,
     pub period_start: Timestamp,
+    /// The highest threshold (percent) already announced in this period.
+    pub fired_percent: u32,
+    /// Whether `budget.exceeded` was already announced in this period.
+    pub exceeded_fired: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl Budget {
+    /// The thresholds newly reached by `spent` in this period, each announced once per period.
+    pub fn thresholds_reached(&mut self) -> Vec<u32> {
+        let mut reached = Vec::new();
+        for &threshold in &self.thresholds {
+            let at = u128::from(self.limit) * u128::from(threshold);
+            if threshold > self.fired_percent && u128::from(self.spent) * 100 >= at {
+                reached.push(threshold);
+            }
+        }
+        if let Some(&highest) = reached.last() {
+            self.fired_percent = highest;
+        }
+        reached
+    }
+
+    /// Whether this is the first time in the period that the budget is passed (a notify budget
+    /// going over, or a blocking budget refusing); announced once per period.
+    pub fn exceeded_first(&mut self, refused: bool, now: Timestamp) -> bool {
+        self.roll(now);
+        let exceeded = refused || self.spent > self.limit;
+        if exceeded && !self.exceeded_fired {
+            self.exceeded_fired = true;
+            return true;
+        }
+        false
+    }
+
     /// What is spent in the period that contains `now`.
     pub fn spent_at(&self, now: Timestamp) -> u64 {
         if period_bounds(self.period, now).0 == self.period_start {
@@ -163,11 +194,13 @@ impl Budget {
     }
 
     /// Moves the budget to the period containing `now`, starting again from zero.
-    fn roll(&mut self, now: Timestamp) {
+    pub fn roll(&mut self, now: Timestamp) {
         let (start, _) = period_bounds(self.period, now);
         if start != self.period_start {
             self.period_start = start;
             self.spent = 0;
+            self.fired_percent = 0;
+            self.exceeded_fired = false;
         }
     }
 
@@ -293,6 +326,8 @@ mod tests {
             thresholds: vec![80, 100],
             spent: 0,
             period_start: Timestamp(0),
+            fired_percent: 0,
+            exceeded_fired: false,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }
@@ -305,18 +340,11 @@ mod tests {
         let next_monday = at(datetime!(2026-11-30 0:00 UTC));
         let mut weekly = budget(Period::Week, 10, Enforcement::Block);
         weekly.charge(9, monday);
-        assert!(
-            !weekly.blocks(1, sunday_night),
-            "9 + 1 = 10 is within the limit"
-        );
+        assert!(!weekly.blocks(1, sunday_night), "9 + 1 = 10 is within the limit");
         weekly.charge(1, sunday_night);
         assert!(weekly.blocks(1, sunday_night), "10 + 1 passes the limit");
         assert_eq!(weekly.spent_at(sunday_night), 10);
-        assert_eq!(
-            weekly.spent_at(next_monday),
-            0,
-            "a new week starts from zero"
-        );
+        assert_eq!(weekly.spent_at(next_monday), 0, "a new week starts from zero");
         assert!(!weekly.blocks(10, next_monday));
         // A hold placed last week and released this week does not lower this week's spending.
         weekly.charge(3, next_monday);
@@ -331,10 +359,7 @@ mod tests {
 
     #[test]
     fn scopes_cover_their_actor_or_service() {
-        let actor = Actor {
-            member_id: Some("mem_1".into()),
-            api_key_id: Some("key_1".into()),
-        };
+        let actor = Actor { member_id: Some("mem_1".into()), api_key_id: Some("key_1".into()) };
         assert!(BudgetScope::Account.covers(&actor, "api"));
         assert!(BudgetScope::Member("mem_1".into()).covers(&actor, "api"));
         assert!(!BudgetScope::Member("mem_2".into()).covers(&actor, "api"));

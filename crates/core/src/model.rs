@@ -148,18 +148,9 @@ impl CreditRecord {
             .and_then(|s| s.checked_add(self.expired_amount))
             .and_then(|s| s.checked_add(self.voided_amount));
         assert!(sum == Some(self.amount), "credit equation broken: {self:?}");
-        assert!(
-            self.amount <= CREDITS_MAX,
-            "credit amount too large: {self:?}"
-        );
-        assert!(
-            !(self.expired && self.remaining > 0),
-            "expired with remaining: {self:?}"
-        );
-        assert!(
-            !(self.voided && self.remaining > 0),
-            "voided with remaining: {self:?}"
-        );
+        assert!(self.amount <= CREDITS_MAX, "credit amount too large: {self:?}");
+        assert!(!(self.expired && self.remaining > 0), "expired with remaining: {self:?}");
+        assert!(!(self.voided && self.remaining > 0), "voided with remaining: {self:?}");
     }
 
     /// The burn-down order: service-specific before `any`, then higher priority, then earliest
@@ -306,10 +297,5 @@ pub enum Rejection {
     /// A credit record with the same reference exists on this account.
     DuplicateReference(String),
     /// A blocking budget would be passed.
-    BudgetExceeded {
-        budget_id: String,
-        limit: u64,
-        spent: u64,
-        required: u64,
-    },
+    BudgetExceeded { budget_id: String, limit: u64, spent: u64, required: u64 },
 }

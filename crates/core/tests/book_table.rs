@@ -42,28 +42,15 @@ impl CreditSpec {
         CreditSpec { priority, ..self }
     }
     const fn expires_at(self, at: i64) -> CreditSpec {
-        CreditSpec {
-            expires_at: Some(at),
-            ..self
-        }
+        CreditSpec { expires_at: Some(at), ..self }
     }
     const fn grant(self) -> CreditSpec {
-        CreditSpec {
-            kind: CreditKind::Grant,
-            ..self
-        }
+        CreditSpec { kind: CreditKind::Grant, ..self }
     }
 }
 
 const fn credit(id: &'static str, service: &'static str, amount: u64) -> CreditSpec {
-    CreditSpec {
-        id,
-        service,
-        amount,
-        priority: 0,
-        expires_at: None,
-        kind: CreditKind::Purchase,
-    }
+    CreditSpec { id, service, amount, priority: 0, expires_at: None, kind: CreditKind::Purchase }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,10 +112,7 @@ impl Outcome {
         match self {
             Outcome::Ok => Actual::Ok,
             Outcome::Allocated(allocations) => Actual::Allocated(
-                allocations
-                    .iter()
-                    .map(|(id, credits)| (id.to_string(), *credits))
-                    .collect(),
+                allocations.iter().map(|(id, credits)| (id.to_string(), *credits)).collect(),
             ),
             Outcome::Rejected(reject) => Actual::Rejected(reject),
         }
@@ -147,12 +131,7 @@ struct Step {
 }
 
 const fn step(at: i64, op: Op, outcome: Outcome, entries: &'static [E]) -> Step {
-    Step {
-        at,
-        op,
-        outcome,
-        entries,
-    }
+    Step { at, op, outcome, entries }
 }
 
 /// A record as a read shows it: id, used, reserved, remaining, expired amount, voided amount,
@@ -181,20 +160,11 @@ use EntryType::{Capture, Expiry, Grant, Hold, Purchase, Release, Usage, Void};
 use Outcome::{Allocated, Rejected};
 
 const fn usage(id: &'static str, service: &'static str, credits: u64) -> Op {
-    Op::Usage {
-        id,
-        service,
-        credits,
-    }
+    Op::Usage { id, service, credits }
 }
 
 const fn hold(id: &'static str, service: &'static str, credits: u64, ttl_seconds: u64) -> Op {
-    Op::Hold {
-        id,
-        service,
-        credits,
-        ttl_seconds,
-    }
+    Op::Hold { id, service, credits, ttl_seconds }
 }
 
 const fn capture(id: &'static str, credits: Option<u64>) -> Op {
@@ -206,13 +176,9 @@ fn rejection_kind(rejection: &Rejection) -> Reject {
         Rejection::NotFound(_) => Reject::NotFound,
         Rejection::Validation(_) => Reject::Validation,
         Rejection::InvalidState(_) => Reject::InvalidState,
-        Rejection::InsufficientCredits {
-            available,
-            required,
-        } => Reject::Insufficient {
-            available: *available,
-            required: *required,
-        },
+        Rejection::InsufficientCredits { available, required } => {
+            Reject::Insufficient { available: *available, required: *required }
+        }
         Rejection::DuplicateReference(reference) => {
             panic!("the core does not check references, got duplicate {reference}")
         }
@@ -223,10 +189,7 @@ fn rejection_kind(rejection: &Rejection) -> Reject {
 }
 
 fn allocated(allocations: &[credits_core::Allocation]) -> Vec<(String, u64)> {
-    allocations
-        .iter()
-        .map(|a| (a.credit_id.clone(), a.credits))
-        .collect()
+    allocations.iter().map(|a| (a.credit_id.clone(), a.credits)).collect()
 }
 
 fn new_record(spec: &CreditSpec, now: Timestamp) -> CreditRecord {
@@ -259,38 +222,21 @@ fn apply(
     now: Timestamp,
     effects: &mut Effects,
 ) -> Result<Actual, Reject> {
-    let actor = Actor {
-        member_id: Some("member_1".into()),
-        api_key_id: None,
-    };
+    let actor = Actor { member_id: Some("member_1".into()), api_key_id: None };
     match *op {
         Op::Credit(spec) => book
             .create_credit(new_record(&spec, now), now, effects)
             .map(|_| Actual::Ok)
             .map_err(|r| rejection_kind(&r)),
-        Op::Usage {
-            id,
-            service,
-            credits,
-        } => {
-            let charge = UsageCharge {
-                usage_id: id.into(),
-                service: service.into(),
-                credits,
-                actor,
-            };
-            let (allocations, after) = book
-                .record_usage(&charge, now, effects)
-                .map_err(|r| rejection_kind(&r))?;
+        Op::Usage { id, service, credits } => {
+            let charge =
+                UsageCharge { usage_id: id.into(), service: service.into(), credits, actor };
+            let (allocations, after) =
+                book.record_usage(&charge, now, effects).map_err(|r| rejection_kind(&r))?;
             assert_eq!(after, book.available(service), "balance after of {id}");
             Ok(Actual::Allocated(allocated(&allocations)))
         }
-        Op::Hold {
-            id,
-            service,
-            credits,
-            ttl_seconds,
-        } => {
+        Op::Hold { id, service, credits, ttl_seconds } => {
             let request = HoldRequest {
                 reservation_id: id.into(),
                 service: service.into(),
@@ -298,9 +244,7 @@ fn apply(
                 ttl_seconds,
                 actor,
             };
-            let index = book
-                .hold(&request, now, effects)
-                .map_err(|r| rejection_kind(&r))?;
+            let index = book.hold(&request, now, effects).map_err(|r| rejection_kind(&r))?;
             let created = &book.holds[index];
             assert_eq!(created.id, id);
             assert_eq!(created.status, ReservationStatus::Held);
@@ -319,14 +263,12 @@ fn apply(
             assert_eq!(captured_hold.usage_id.as_deref(), Some(usage_id.as_str()));
             Ok(Actual::Allocated(allocated(&captured)))
         }
-        Op::Release { id } => book
-            .release(id, now, effects)
-            .map(|()| Actual::Ok)
-            .map_err(|r| rejection_kind(&r)),
-        Op::Void { id } => book
-            .void(id, &actor, now, effects)
-            .map(|_| Actual::Ok)
-            .map_err(|r| rejection_kind(&r)),
+        Op::Release { id } => {
+            book.release(id, now, effects).map(|()| Actual::Ok).map_err(|r| rejection_kind(&r))
+        }
+        Op::Void { id } => {
+            book.void(id, &actor, now, effects).map(|_| Actual::Ok).map_err(|r| rejection_kind(&r))
+        }
         Op::Settle => {
             book.settle(now, effects);
             Ok(Actual::Ok)
@@ -395,12 +337,7 @@ fn check_record_replayed(record: &CreditRecord, replayed: &HashMap<String, Repla
         expired_amount: record.expired_amount,
         voided_amount: record.voided_amount,
     };
-    assert_eq!(
-        replayed.get(&record.id).copied(),
-        Some(expected),
-        "ledger replay of {}",
-        record.id
-    );
+    assert_eq!(replayed.get(&record.id).copied(), Some(expected), "ledger replay of {}", record.id);
 }
 
 fn check_equation(record: &CreditRecord) {
@@ -437,14 +374,7 @@ fn check(case: &Case<'_>) {
         let entries: Vec<(String, EntryType, u64, u64)> = effects
             .entries
             .iter()
-            .map(|e| {
-                (
-                    e.credit_id.clone(),
-                    e.entry_type,
-                    e.credits,
-                    e.remaining_after,
-                )
-            })
+            .map(|e| (e.credit_id.clone(), e.entry_type, e.credits, e.remaining_after))
             .collect();
         let expected_entries: Vec<(String, EntryType, u64, u64)> = step
             .entries
@@ -464,10 +394,7 @@ fn check(case: &Case<'_>) {
             let only_settled = book.records == settled.records
                 && book.holds == settled.holds
                 && effects.entries == settled_effects.entries;
-            assert!(
-                unsettled || only_settled,
-                "{context}: a rejection changed something"
-            );
+            assert!(unsettled || only_settled, "{context}: a rejection changed something");
         }
         // An applied operation first applies what time made due, then its own change at `at`.
         let settled_count = if let Actual::Rejected(_) = outcome {
@@ -475,10 +402,7 @@ fn check(case: &Case<'_>) {
         } else {
             settled_effects.entries.len()
         };
-        assert!(
-            effects.entries.len() >= settled_count,
-            "{context}: settle skipped"
-        );
+        assert!(effects.entries.len() >= settled_count, "{context}: settle skipped");
         assert_eq!(
             effects.entries[..settled_count],
             settled_effects.entries[..settled_count],
@@ -487,14 +411,8 @@ fn check(case: &Case<'_>) {
         let mut previous = i64::MIN;
         for entry in &effects.entries {
             assert_eq!(entry.account_id, ACCOUNT, "{context}");
-            assert!(
-                entry.created_at <= at,
-                "{context}: entry from the future {entry:?}"
-            );
-            assert!(
-                entry.created_at.micros() >= previous,
-                "{context}: entries out of order"
-            );
+            assert!(entry.created_at <= at, "{context}: entry from the future {entry:?}");
+            assert!(entry.created_at.micros() >= previous, "{context}: entries out of order");
             previous = entry.created_at.micros();
         }
         // The operation's own entries carry its ids.
@@ -599,19 +517,9 @@ fn check(case: &Case<'_>) {
     let expected_records: Vec<Owned> = expected
         .records
         .iter()
-        .map(
-            |&(id, used, reserved, remaining, expired, voided, status)| {
-                (
-                    id.to_string(),
-                    used,
-                    reserved,
-                    remaining,
-                    expired,
-                    voided,
-                    status,
-                )
-            },
-        )
+        .map(|&(id, used, reserved, remaining, expired, voided, status)| {
+            (id.to_string(), used, reserved, remaining, expired, voided, status)
+        })
         .collect();
     assert_eq!(records, expected_records, "case {name:?}: records read");
     for (id, status) in expected.holds {
@@ -619,32 +527,14 @@ fn check(case: &Case<'_>) {
         assert_eq!(settled_hold.status, *status, "case {name:?}: hold {id}");
         // Unswept, the hold reads the same.
         let stored_hold = book.holds.iter().find(|h| h.id == *id).unwrap();
-        assert_eq!(
-            stored_hold.status_at(read_at),
-            *status,
-            "case {name:?}: hold {id} unswept"
-        );
+        assert_eq!(stored_hold.status_at(read_at), *status, "case {name:?}: hold {id} unswept");
     }
-    assert_eq!(
-        read.holds.len(),
-        expected.holds.len(),
-        "case {name:?}: holds"
-    );
+    assert_eq!(read.holds.len(), expected.holds.len(), "case {name:?}: holds");
     let balance = read.balance();
-    assert_eq!(
-        balance.available, expected.available,
-        "case {name:?}: available"
-    );
-    assert_eq!(
-        balance.reserved, expected.reserved,
-        "case {name:?}: reserved"
-    );
+    assert_eq!(balance.available, expected.available, "case {name:?}: available");
+    assert_eq!(balance.reserved, expected.reserved, "case {name:?}: reserved");
     for (service, available) in expected.available_by_service {
-        assert_eq!(
-            read.available(service),
-            *available,
-            "case {name:?}: available to {service}"
-        );
+        assert_eq!(read.available(service), *available, "case {name:?}: available to {service}");
     }
 }
 

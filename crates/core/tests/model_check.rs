@@ -165,15 +165,13 @@ fn credit_command() -> impl Strategy<Value = Command> {
             1 => Just(Some(0i64)),
         ],
     )
-        .prop_map(
-            |(kind, service, amount, priority, expires_in)| Command::Credit {
-                kind,
-                service,
-                amount,
-                priority,
-                expires_in,
-            },
-        )
+        .prop_map(|(kind, service, amount, priority, expires_in)| Command::Credit {
+            kind,
+            service,
+            amount,
+            priority,
+            expires_in,
+        })
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -354,20 +352,13 @@ impl Model {
     }
 
     fn available(&self, service: &str) -> u64 {
-        self.records
-            .iter()
-            .filter(|r| Model::applies(r, service))
-            .map(ModelRecord::spendable)
-            .sum()
+        self.records.iter().filter(|r| Model::applies(r, service)).map(ModelRecord::spendable).sum()
     }
 
     fn plan(&self, service: &str, credits: u64) -> Result<Vec<(usize, u64)>, Rejection> {
         let available = self.available(service);
         if available < credits {
-            return Err(Rejection::InsufficientCredits {
-                available,
-                required: credits,
-            });
+            return Err(Rejection::InsufficientCredits { available, required: credits });
         }
         let mut candidates: Vec<usize> = (0..self.records.len())
             .filter(|&i| Model::applies(&self.records[i], service))
@@ -465,17 +456,11 @@ fn replay(
                 record.remaining = credits;
             }
             EntryType::Usage => {
-                record.remaining = record
-                    .remaining
-                    .checked_sub(credits)
-                    .ok_or_else(underflow)?;
+                record.remaining = record.remaining.checked_sub(credits).ok_or_else(underflow)?;
                 record.used += credits;
             }
             EntryType::Hold => {
-                record.remaining = record
-                    .remaining
-                    .checked_sub(credits)
-                    .ok_or_else(underflow)?;
+                record.remaining = record.remaining.checked_sub(credits).ok_or_else(underflow)?;
                 record.reserved += credits;
             }
             EntryType::Capture => {
@@ -487,17 +472,11 @@ fn replay(
                 record.remaining += credits;
             }
             EntryType::Expiry => {
-                record.remaining = record
-                    .remaining
-                    .checked_sub(credits)
-                    .ok_or_else(underflow)?;
+                record.remaining = record.remaining.checked_sub(credits).ok_or_else(underflow)?;
                 record.expired_amount += credits;
             }
             EntryType::Void => {
-                record.remaining = record
-                    .remaining
-                    .checked_sub(credits)
-                    .ok_or_else(underflow)?;
+                record.remaining = record.remaining.checked_sub(credits).ok_or_else(underflow)?;
                 record.voided_amount += credits;
             }
         }
@@ -524,18 +503,8 @@ fn check_against_model(view: &Book, model: &Model) -> Result<(), TestCaseError> 
         prop_assert_eq!(&record.id, &expected.id);
         prop_assert_eq!(record.amount, expected.amount, "amount of {}", &record.id);
         prop_assert_eq!(record.used, expected.used, "used of {}", &record.id);
-        prop_assert_eq!(
-            record.reserved,
-            expected.reserved,
-            "reserved of {}",
-            &record.id
-        );
-        prop_assert_eq!(
-            record.remaining,
-            expected.remaining,
-            "remaining of {}",
-            &record.id
-        );
+        prop_assert_eq!(record.reserved, expected.reserved, "reserved of {}", &record.id);
+        prop_assert_eq!(record.remaining, expected.remaining, "remaining of {}", &record.id);
         prop_assert_eq!(
             record.expired_amount,
             expected.expired_amount,
@@ -548,19 +517,9 @@ fn check_against_model(view: &Book, model: &Model) -> Result<(), TestCaseError> 
             "voided_amount of {}",
             &record.id
         );
-        prop_assert_eq!(
-            record.expired,
-            expected.expired,
-            "expired of {}",
-            &record.id
-        );
+        prop_assert_eq!(record.expired, expected.expired, "expired of {}", &record.id);
         prop_assert_eq!(record.voided, expected.voided, "voided of {}", &record.id);
-        prop_assert_eq!(
-            record.status(),
-            expected.status(),
-            "status of {}",
-            &record.id
-        );
+        prop_assert_eq!(record.status(), expected.status(), "status of {}", &record.id);
     }
 
     prop_assert_eq!(view.holds.len(), model.holds.len());
@@ -570,10 +529,7 @@ fn check_against_model(view: &Book, model: &Model) -> Result<(), TestCaseError> 
         prop_assert_eq!(hold.credits, expected.credits, "credits of {}", &hold.id);
         prop_assert_eq!(hold.captured, expected.captured, "captured of {}", &hold.id);
         prop_assert_eq!(hold.expires_at.micros(), expected.expires_at);
-        prop_assert_eq!(
-            hold.status_at(Timestamp::from_micros(model.now)),
-            expected.status
-        );
+        prop_assert_eq!(hold.status_at(Timestamp::from_micros(model.now)), expected.status);
     }
     // What is reserved on each record is what its held reservations hold on it.
     for (index, record) in model.records.iter().enumerate() {
@@ -594,11 +550,7 @@ fn check_against_model(view: &Book, model: &Model) -> Result<(), TestCaseError> 
     prop_assert_eq!(balance.available, available, "balance available");
     prop_assert_eq!(balance.reserved, reserved, "balance reserved");
     let mut by_service: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for record in model
-        .records
-        .iter()
-        .filter(|r| r.remaining > 0 || r.reserved > 0)
-    {
+    for record in model.records.iter().filter(|r| r.remaining > 0 || r.reserved > 0) {
         let entry = by_service.entry(record.service.to_string()).or_default();
         entry.0 += record.spendable();
         entry.1 += record.reserved;
@@ -615,9 +567,8 @@ fn check_against_model(view: &Book, model: &Model) -> Result<(), TestCaseError> 
         .filter(|r| r.spendable() > 0)
         .filter_map(|r| r.expires_at.map(|at| (at, r.id.clone(), r.spendable())))
         .min();
-    let actual_next_expiry = balance
-        .next_expiry
-        .map(|n| (n.expires_at.micros(), n.credit_id, n.remaining));
+    let actual_next_expiry =
+        balance.next_expiry.map(|n| (n.expires_at.micros(), n.credit_id, n.remaining));
     prop_assert_eq!(actual_next_expiry, next_expiry, "next expiry");
     for service in USAGE_SERVICES.iter().chain(&[SERVICE_ANY]) {
         prop_assert_eq!(
@@ -651,12 +602,8 @@ impl Run {
     /// Mostly a reservation still held (settling or capturing it is the interesting case),
     /// sometimes any reservation, or one that does not exist.
     fn hold_id(&self, pick: usize) -> String {
-        let held: Vec<&ModelHold> = self
-            .model
-            .holds
-            .iter()
-            .filter(|h| h.status == ReservationStatus::Held)
-            .collect();
+        let held: Vec<&ModelHold> =
+            self.model.holds.iter().filter(|h| h.status == ReservationStatus::Held).collect();
         if !pick.is_multiple_of(4) && !held.is_empty() {
             return held[(pick / 4) % held.len()].id.clone();
         }
@@ -683,13 +630,7 @@ impl Run {
         // Whether the command is rejected, so it must change nothing beyond settling.
         let rejected: bool;
         match command {
-            Command::Credit {
-                kind,
-                service,
-                amount,
-                priority,
-                expires_in,
-            } => {
+            Command::Credit { kind, service, amount, priority, expires_in } => {
                 let id = self.fresh_id("credit");
                 let expires_at = expires_in.map(|d| self.model.now + d);
                 let record = CreditRecord {
@@ -768,21 +709,14 @@ impl Run {
                         .map(|e| {
                             assert_eq!(e.entry_type, EntryType::Usage);
                             assert_eq!(e.usage_id.as_ref(), Some(&charge.usage_id));
-                            Allocation {
-                                credit_id: e.credit_id.clone(),
-                                credits: e.credits,
-                            }
+                            Allocation { credit_id: e.credit_id.clone(), credits: e.credits }
                         })
                         .collect();
                     prop_assert_eq!(&entries, allocations);
                 }
                 rejected = expected.is_err();
             }
-            Command::Hold {
-                service,
-                credits,
-                ttl_seconds,
-            } => {
+            Command::Hold { service, credits, ttl_seconds } => {
                 let service = USAGE_SERVICES[*service];
                 let credits = credits.resolve(self.model.available(service), 1);
                 let request = HoldRequest {
@@ -822,9 +756,7 @@ impl Run {
                 let model_hold = self.model.holds.iter().position(|h| h.id == id);
                 let held = model_hold.map_or(0, |i| self.model.holds[i].credits);
                 let credits = credits.map(|c| c.resolve(held, 0));
-                let actual = self
-                    .book
-                    .capture(&id, credits, &usage_id, &actor, now, &mut effects);
+                let actual = self.book.capture(&id, credits, &usage_id, &actor, now, &mut effects);
                 let expected = match model_hold {
                     None => Err(Rejection::NotFound(String::new())),
                     Some(i) if self.model.holds[i].status != ReservationStatus::Held => {
@@ -935,10 +867,7 @@ impl Run {
         }
         // Entries are in time order, none from the future.
         for pair in effects.entries.windows(2) {
-            prop_assert!(
-                pair[0].created_at <= pair[1].created_at,
-                "entries out of order"
-            );
+            prop_assert!(pair[0].created_at <= pair[1].created_at, "entries out of order");
         }
         for entry in &effects.entries {
             prop_assert!(entry.created_at <= now, "entry from the future {:?}", entry);
@@ -1003,10 +932,7 @@ impl Run {
 fn run(commands: &[Command]) -> Result<(), TestCaseError> {
     let mut run = Run {
         book: Book::new(ACCOUNT),
-        model: Model {
-            now: 1_700_000_000 * SECOND,
-            ..Model::default()
-        },
+        model: Model { now: 1_700_000_000 * SECOND, ..Model::default() },
         replayed: HashMap::new(),
         next_id: 0,
     };

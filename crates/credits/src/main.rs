@@ -20,11 +20,7 @@ const ADMIN_KEY_LENGTH_MIN: usize = 32;
 mod cli;
 
 #[derive(Parser)]
-#[command(
-    name = "credits",
-    version,
-    about = "Prepaid credits for an API business"
-)]
+#[command(name = "credits", version, about = "Prepaid credits for an API business")]
 struct Cli {
     #[command(subcommand)]
     command: CliCommand,
@@ -51,22 +47,15 @@ struct ServeArgs {
     #[arg(long, env = "CREDITS_DATABASE_URL")]
     database_url: Option<String>,
     /// The operator admin key; generated on first start when absent.
-    #[arg(
-        long = "admin-key",
-        env = "CREDITS_ADMIN_KEY",
-        hide = true,
-        hide_env_values = true
-    )]
+    #[arg(long = "admin-key", env = "CREDITS_ADMIN_KEY", hide = true, hide_env_values = true)]
     admin_key: Option<String>,
     /// How often due expiries are applied in the background, in milliseconds. Reads and writes
     /// are exact without it; tests stretch it to show that.
-    #[arg(
-        long,
-        env = "CREDITS_SWEEP_INTERVAL_MS",
-        default_value_t = 1000,
-        hide = true
-    )]
+    #[arg(long, env = "CREDITS_SWEEP_INTERVAL_MS", default_value_t = 1000, hide = true)]
     sweep_interval_ms: u64,
+    /// Allow webhook URLs over http and to loopback or private addresses (development, tests).
+    #[arg(long, env = "CREDITS_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, hide = true)]
+    webhook_allow_private: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,7 +100,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let sweep_interval = Duration::from_millis(args.sweep_interval_ms.max(10));
     let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_interval));
-    let state = AppState::new(store.clone());
+    let secret_key = args.data_dir.join("webhook-key");
+    let secrets = credits_webhooks::SecretBox::load_or_create(&secret_key)
+        .with_context(|| format!("cannot read or create {}", secret_key.display()))?;
+    let secrets = std::sync::Arc::new(secrets);
+    let policy = credits_webhooks::UrlPolicy { allow_private: args.webhook_allow_private };
+    let dispatcher = credits_webhooks::Dispatcher::new(store.clone(), secrets.clone(), policy, 16)
+        .context("cannot build the webhook client")?;
+    let dispatcher = tokio::spawn(dispatcher.run());
+    let webhooks = credits_api::WebhookConfig { secrets, policy };
+    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks));
     let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
     let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -120,14 +118,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %database.display(), "credits is serving");
     eprintln!("credits listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     // In-flight requests have finished; stop the sweeper, then let the writer drain and stop.
     sweeper.abort();
     let _ = sweeper.await;
     key_flusher.abort();
     let _ = key_flusher.await;
+    dispatcher.abort();
+    let _ = dispatcher.await;
     tokio::task::spawn_blocking(move || writer.join()).await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -152,16 +150,8 @@ async fn admin_key_bootstrap(store: &Store, given: Option<&str>, dir: &Path) -> 
         }
     };
     let prefix: String = key.chars().take(12).collect();
-    let command = Command::SetAdminKey {
-        secret_hash: secret_hash(&key),
-        prefix,
-    };
-    let executed = store
-        .write(WriteRequest {
-            idempotency: None,
-            command,
-        })
-        .await?;
+    let command = Command::SetAdminKey { secret_hash: secret_hash(&key), prefix };
+    let executed = store.write(WriteRequest { idempotency: None, command }).await?;
     if !matches!(executed.outcome, Some(Outcome::AdminKeySet)) {
         bail!("could not store the admin key")
     }
@@ -195,10 +185,7 @@ async fn key_use_flush_forever(store: Store, keys: std::sync::Arc<credits_api::a
         if used.is_empty() {
             continue;
         }
-        let request = WriteRequest {
-            idempotency: None,
-            command: Command::TouchApiKeys { used },
-        };
+        let request = WriteRequest { idempotency: None, command: Command::TouchApiKeys { used } };
         if let Err(error) = store.write(request).await {
             tracing::warn!(%error, "could not record when keys were last used");
         }
@@ -210,17 +197,10 @@ async fn sweep_forever(store: Store, every: Duration) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let request = WriteRequest {
-            idempotency: None,
-            command: Command::Sweep,
-        };
+        let request = WriteRequest { idempotency: None, command: Command::Sweep };
         match store.write(request).await {
             Ok(executed) => {
-                if let Some(Outcome::Swept {
-                    expired_holds,
-                    expired_credits,
-                }) = executed.outcome
-                {
+                if let Some(Outcome::Swept { expired_holds, expired_credits }) = executed.outcome {
                     if expired_holds + expired_credits > 0 {
                         tracing::info!(expired_holds, expired_credits, "applied due expiries");
                     }

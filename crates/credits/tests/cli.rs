@@ -30,11 +30,7 @@ struct Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
 }
 
@@ -78,14 +74,8 @@ fn table(text: &str) -> Vec<BTreeMap<String, String>> {
     }
     let slice = |chars: &[char], index: usize| -> String {
         let start = starts[index].min(chars.len());
-        let end = starts
-            .get(index + 1)
-            .map_or(chars.len(), |&e| e.min(chars.len()));
-        chars[start..end]
-            .iter()
-            .collect::<String>()
-            .trim()
-            .to_string()
+        let end = starts.get(index + 1).map_or(chars.len(), |&e| e.min(chars.len()));
+        chars[start..end].iter().collect::<String>().trim().to_string()
     };
     let names: Vec<String> = (0..starts.len()).map(|i| slice(&header, i)).collect();
     lines
@@ -98,11 +88,7 @@ fn table(text: &str) -> Vec<BTreeMap<String, String>> {
                     "misaligned row {line:?} in\n{text}"
                 );
             }
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (name.clone(), slice(&chars, i)))
-                .collect()
+            names.iter().enumerate().map(|(i, name)| (name.clone(), slice(&chars, i))).collect()
         })
         .collect()
 }
@@ -110,10 +96,7 @@ fn table(text: &str) -> Vec<BTreeMap<String, String>> {
 /// Runs the CLI against `url` with `key` (None: no key at all) and no other configuration.
 fn run_args(url: &str, key: Option<&str>, args: &[&str]) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
-    command
-        .args(args)
-        .env("CREDITS_URL", url)
-        .env("CREDITS_LOG", "warn");
+    command.args(args).env("CREDITS_URL", url).env("CREDITS_LOG", "warn");
     match key {
         Some(key) => command.env("CREDITS_KEY", key),
         None => command.env_remove("CREDITS_KEY"),
@@ -176,19 +159,14 @@ async fn accounts_and_credits_as_tables_and_json() {
 
     // The JSON is the service's own answer.
     let got = credits(&app, &format!("accounts get {beta} --json")).ok();
-    assert_eq!(
-        got.json(),
-        app.get(&format!("/v2/accounts/{beta}")).await.json
-    );
+    assert_eq!(got.json(), app.get(&format!("/v2/accounts/{beta}")).await.json);
     let got = credits(&app, &format!("accounts get {acme}")).ok().table();
     assert_eq!(got[0]["ID"], acme);
     assert_eq!(got[0]["LOW BALANCE"], "100");
 
     let list = credits(&app, "accounts list").ok().table();
     assert_eq!(column(&list, "ID"), [&beta, &acme], "newest first");
-    let filtered = credits(&app, "accounts list --external-id cus_1")
-        .ok()
-        .table();
+    let filtered = credits(&app, "accounts list --external-id cus_1").ok().table();
     assert_eq!(column(&filtered, "ID"), [&acme]);
 
     // A purchase with every option, and a grant with none.
@@ -213,9 +191,7 @@ async fn accounts_and_credits_as_tables_and_json() {
     assert_eq!(purchase["description"], "SmartCheck pack");
     let purchase_id = purchase["id"].as_str().unwrap().to_string();
 
-    let grant = credits(&app, &format!("credits grant --account {acme} --amount 50"))
-        .ok()
-        .table();
+    let grant = credits(&app, &format!("credits grant --account {acme} --amount 50")).ok().table();
     assert_eq!(grant[0]["KIND"], "grant");
     assert_eq!(grant[0]["SERVICE"], "any");
     assert_eq!(grant[0]["AMOUNT"], "50");
@@ -224,15 +200,10 @@ async fn accounts_and_credits_as_tables_and_json() {
     let grant_id = grant[0]["ID"].clone();
 
     // The billing system retrying a payment: 409, exit 1, nothing on stdout.
-    credits(
-        &app,
-        &format!("credits purchase --account {acme} --amount 1000 --reference pay_0001"),
-    )
-    .fails(1, "duplicate_reference");
+    credits(&app, &format!("credits purchase --account {acme} --amount 1000 --reference pay_0001"))
+        .fails(1, "duplicate_reference");
 
-    let records = credits(&app, &format!("credits list --account {acme}"))
-        .ok()
-        .table();
+    let records = credits(&app, &format!("credits list --account {acme}")).ok().table();
     assert_eq!(column(&records, "ID"), [&grant_id, &purchase_id]);
     let none = credits(&app, &format!("credits list --account {beta}")).ok();
     assert_eq!(none.stdout.lines().count(), 1, "only the header: {none:?}");
@@ -245,25 +216,16 @@ async fn accounts_and_credits_as_tables_and_json() {
     assert_eq!(column(&rows, "SERVICE"), ["any", "smartcheck", "total"]);
     assert_eq!(column(&rows, "AVAILABLE"), ["50", "1000", "1050"]);
     assert_eq!(column(&rows, "RESERVED"), ["0", "0", "0"]);
-    assert_eq!(
-        last,
-        format!("next expiry: 1000 credits of {purchase_id} at 2099-12-31T23:59:59Z")
-    );
-    let balance = credits(&app, &format!("balance --account {acme} --json"))
-        .ok()
-        .json();
+    assert_eq!(last, format!("next expiry: 1000 credits of {purchase_id} at 2099-12-31T23:59:59Z"));
+    let balance = credits(&app, &format!("balance --account {acme} --json")).ok().json();
     assert_eq!(balance["available"], 1050);
     assert_eq!(balance["byService"]["smartcheck"]["available"], 1000);
 
     // Void what is left of the grant.
-    let voided = credits(&app, &format!("credits void {grant_id} --reason mistake"))
-        .ok()
-        .table();
+    let voided = credits(&app, &format!("credits void {grant_id} --reason mistake")).ok().table();
     assert_eq!(voided[0]["STATUS"], "voided");
     assert_eq!(voided[0]["REMAINING"], "0");
-    let got = credits(&app, &format!("credits get {grant_id} --json"))
-        .ok()
-        .json();
+    let got = credits(&app, &format!("credits get {grant_id} --json")).ok().json();
     assert_eq!(got["voidedAmount"], 50);
     assert_eq!(got, app.credit(&grant_id).await);
     let voided_list = credits(&app, "credits list --status voided").ok().table();
@@ -276,9 +238,7 @@ async fn accounts_and_credits_as_tables_and_json() {
 async fn usage_records_charges_and_refuses_beyond_balance() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let record = record["id"].as_str().unwrap().to_string();
     let smartcheck = format!("usage record --account {account} --service smartcheck");
 
@@ -302,10 +262,7 @@ async fn usage_records_charges_and_refuses_beyond_balance() {
     assert!(twice.stderr.contains("replayed"), "{twice:?}");
     assert_eq!(once.json(), twice.json());
     assert_eq!(once.json()["metadata"], json!({"order": "42"}));
-    assert_eq!(
-        once.json()["allocations"],
-        json!([{"creditId": record, "credits": 20}])
-    );
+    assert_eq!(once.json()["allocations"], json!([{"creditId": record, "credits": 20}]));
     assert_eq!(app.balance(&account).await["available"], 50);
 
     // Beyond the balance: 402, exit 1, insufficient_credits on stderr, nothing charged.
@@ -316,24 +273,15 @@ async fn usage_records_charges_and_refuses_beyond_balance() {
     assert_eq!(app.balance(&account).await["available"], 50);
 
     // The operator sets the cost explicitly; a service without credits of its own is refused.
-    let explicit = credits(
-        &app,
-        &format!("{smartcheck} --quantity 3 --credits 5 --json"),
-    )
-    .ok()
-    .json();
+    let explicit =
+        credits(&app, &format!("{smartcheck} --quantity 3 --credits 5 --json")).ok().json();
     assert_eq!(explicit["credits"], 5);
     assert_eq!(explicit["quantity"], 3);
     assert_eq!(explicit["balanceAfter"], 45);
-    credits(
-        &app,
-        &format!("usage record --account {account} --service api"),
-    )
-    .fails(1, "insufficient_credits");
+    credits(&app, &format!("usage record --account {account} --service api"))
+        .fails(1, "insufficient_credits");
 
-    let listed = credits(&app, &format!("usage list --account {account} --json"))
-        .ok()
-        .json();
+    let listed = credits(&app, &format!("usage list --account {account} --json")).ok().json();
     let charged: Vec<u64> = listed["data"]
         .as_array()
         .unwrap()
@@ -341,29 +289,18 @@ async fn usage_records_charges_and_refuses_beyond_balance() {
         .map(|usage| usage["credits"].as_u64().unwrap())
         .collect();
     assert_eq!(charged, [5, 20, 30], "newest first: {listed}");
-    let rows = credits(&app, &format!("usage list --account {account}"))
-        .ok()
-        .table();
+    let rows = credits(&app, &format!("usage list --account {account}")).ok().table();
     assert_eq!(column(&rows, "CREDITS"), ["5", "20", "30"]);
     assert_eq!(rows[0]["API KEY"], listed["data"][0]["actor"]["apiKeyId"]);
     assert_eq!(rows[0]["MEMBER"], "-");
 
     // The ledger: a purchase and three usages, as a table and as CSV.
-    let ledger = credits(&app, &format!("ledger --account {account}"))
-        .ok()
-        .table();
-    assert_eq!(
-        column(&ledger, "TYPE"),
-        ["usage", "usage", "usage", "purchase"]
-    );
-    assert_eq!(
-        column(&ledger, "REMAINING AFTER"),
-        ["45", "50", "70", "100"]
-    );
+    let ledger = credits(&app, &format!("ledger --account {account}")).ok().table();
+    assert_eq!(column(&ledger, "TYPE"), ["usage", "usage", "usage", "purchase"]);
+    assert_eq!(column(&ledger, "REMAINING AFTER"), ["45", "50", "70", "100"]);
     assert_eq!(ledger[3]["CREDIT"], record);
-    let purchases = credits(&app, &format!("ledger --account {account} --type purchase"))
-        .ok()
-        .table();
+    let purchases =
+        credits(&app, &format!("ledger --account {account} --type purchase")).ok().table();
     assert_eq!(column(&purchases, "TYPE"), ["purchase"]);
     let csv = credits(&app, &format!("ledger --account {account} --csv")).ok();
     let lines: Vec<&str> = csv.stdout.lines().collect();
@@ -387,12 +324,7 @@ async fn lists_follow_next_cursor_with_all() {
 
     let first = credits(&app, "accounts list --limit 2").ok();
     assert_eq!(column(&first.table(), "ID"), created[..2]);
-    assert!(
-        first
-            .stderr
-            .contains("more results: add --all, or --cursor "),
-        "{first:?}"
-    );
+    assert!(first.stderr.contains("more results: add --all, or --cursor "), "{first:?}");
     let cursor = first.stderr.trim().rsplit(' ').next().unwrap().to_string();
     let next = credits(&app, &format!("accounts list --limit 2 --cursor {cursor}")).ok();
     assert_eq!(column(&next.table(), "ID"), created[2..4]);
@@ -406,9 +338,7 @@ async fn lists_follow_next_cursor_with_all() {
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     assert_eq!(page["hasMore"], true);
     assert!(page["nextCursor"].is_string());
-    let merged = credits(&app, "accounts list --all --limit 2 --json")
-        .ok()
-        .json();
+    let merged = credits(&app, "accounts list --all --limit 2 --json").ok().json();
     let ids: Vec<&str> = merged["data"]
         .as_array()
         .unwrap()
@@ -427,13 +357,7 @@ async fn services_catalog_and_operation_prices() {
     let app = common::spawn_app().await;
     let seeded = credits(&app, "services list").ok().table();
     let ids = column(&seeded, "ID");
-    for id in [
-        "smartcheck",
-        "smartaccess",
-        "smartenroll",
-        "api",
-        "biometric",
-    ] {
+    for id in ["smartcheck", "smartaccess", "smartenroll", "api", "biometric"] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
     assert!(seeded.iter().all(|row| row["UNIT COST"] == "1"));
@@ -474,15 +398,9 @@ async fn usage_errors_exit_2_and_service_errors_exit_1() {
     // Caught by the command line, before any request: exit 2.
     let usage_errors = [
         (format!("credits purchase --account {account}"), "--amount"),
-        (
-            format!("credits purchase --account {account} --amount ten"),
-            "--amount",
-        ),
+        (format!("credits purchase --account {account} --amount ten"), "--amount"),
         ("credits list --status spent".to_string(), "--status"),
-        (
-            format!("members create --account {account} --email a@example.com --role boss"),
-            "--role",
-        ),
+        (format!("members create --account {account} --email a@example.com --role boss"), "--role"),
         (
             format!(
                 "budgets create --account {account} --name cap --scope member --period month \
@@ -516,27 +434,17 @@ async fn usage_errors_exit_2_and_service_errors_exit_1() {
     // Answered by the service: exit 1 with the problem's code and detail.
     let missing =
         credits(&app, "accounts get acct_01JD8X5Q7M3N2P4R6T8V0W2Y4Z").fails(1, "not_found");
-    assert!(
-        missing.stderr.starts_with("error: not_found: "),
-        "{missing:?}"
-    );
+    assert!(missing.stderr.starts_with("error: not_found: "), "{missing:?}");
     assert!(missing.stderr.contains("HTTP 404"), "{missing:?}");
-    run_with(
-        &app.address,
-        Some("ck_wrong_key_000000000000000000000"),
-        "accounts list",
-    )
-    .fails(1, "unauthorized");
+    run_with(&app.address, Some("ck_wrong_key_000000000000000000000"), "accounts list")
+        .fails(1, "unauthorized");
     credits(
         &app,
         &format!("credits purchase --account {account} --amount 10 --expires-at yesterday"),
     )
     .fails(1, "validation_failed");
-    credits(
-        &app,
-        &format!("credits purchase --account {account} --amount 9007199254740992"),
-    )
-    .fails(1, "validation_failed");
+    credits(&app, &format!("credits purchase --account {account} --amount 9007199254740992"))
+        .fails(1, "validation_failed");
 
     // Nothing listening: exit 1.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -548,10 +456,7 @@ async fn usage_errors_exit_2_and_service_errors_exit_1() {
     let listed = run_with(
         &closed,
         None,
-        &format!(
-            "accounts --json list --url {} --key {ADMIN_KEY}",
-            app.address
-        ),
+        &format!("accounts --json list --url {} --key {ADMIN_KEY}", app.address),
     )
     .ok()
     .json();
@@ -592,13 +497,9 @@ async fn a_team_is_set_up_and_spends_from_the_cli() {
     assert_eq!(bob["name"], Value::Null);
     assert_eq!(bob["role"], "viewer");
     let bob = bob["id"].as_str().unwrap().to_string();
-    let members = credits(&app, &format!("members list --account {account}"))
-        .ok()
-        .table();
+    let members = credits(&app, &format!("members list --account {account}")).ok().table();
     assert_eq!(column(&members, "ID"), [&bob, &alice]);
-    let got = credits(&app, &format!("members get {alice} --json"))
-        .ok()
-        .json();
+    let got = credits(&app, &format!("members get {alice} --json")).ok().json();
     assert_eq!(got["name"], "Alice");
 
     // A key bound to Alice: the secret is shown once, in its own column.
@@ -664,50 +565,28 @@ async fn a_team_is_set_up_and_spends_from_the_cli() {
     let as_alice = |line: &str| run_with(&app.address, Some(&secret), line);
     let smartcheck = format!("usage record --account {account} --service smartcheck");
     for _ in 0..2 {
-        let spent = as_alice(&format!("{smartcheck} --quantity 100"))
-            .ok()
-            .table();
+        let spent = as_alice(&format!("{smartcheck} --quantity 100")).ok().table();
         assert_eq!(spent[0]["MEMBER"], alice);
         assert_eq!(spent[0]["API KEY"], key_id);
     }
     as_alice(&format!("{smartcheck} --quantity 150")).fails(1, "budget_exceeded");
     credits(&app, &format!("{smartcheck} --quantity 7 --member {bob}")).ok();
-    let alices = credits(
-        &app,
-        &format!("usage list --account {account} --member {alice}"),
-    )
-    .ok()
-    .table();
+    let alices =
+        credits(&app, &format!("usage list --account {account} --member {alice}")).ok().table();
     assert_eq!(column(&alices, "CREDITS"), ["100", "100"]);
-    let bobs = credits(&app, &format!("ledger --account {account} --member {bob}"))
-        .ok()
-        .table();
+    let bobs = credits(&app, &format!("ledger --account {account} --member {bob}")).ok().table();
     assert_eq!(column(&bobs, "CREDITS"), ["7"]);
     assert_eq!(column(&bobs, "MEMBER"), [&bob]);
-    let keys_usage = credits(
-        &app,
-        &format!("usage list --account {account} --api-key {key_id}"),
-    )
-    .ok()
-    .table();
+    let keys_usage =
+        credits(&app, &format!("usage list --account {account} --api-key {key_id}")).ok().table();
     assert_eq!(keys_usage.len(), 2);
     // An account key may not attribute usage to someone else.
     as_alice(&format!("{smartcheck} --member {bob}")).fails(1, "forbidden");
-    let balance = as_alice(&format!("balance --account {account} --json"))
-        .ok()
-        .json();
+    let balance = as_alice(&format!("balance --account {account} --json")).ok().json();
     assert_eq!(balance["available"], 793);
-    let budgets = credits(&app, &format!("budgets list --account {account}"))
-        .ok()
-        .table();
-    assert_eq!(
-        column(&budgets, "SPENT"),
-        ["207", "200"],
-        "the account, then Alice"
-    );
-    let got = credits(&app, &format!("budgets get {alice_budget} --json"))
-        .ok()
-        .json();
+    let budgets = credits(&app, &format!("budgets list --account {account}")).ok().table();
+    assert_eq!(column(&budgets, "SPENT"), ["207", "200"], "the account, then Alice");
+    let got = credits(&app, &format!("budgets get {alice_budget} --json")).ok().json();
     assert_eq!(got["spent"], 200);
 
     // Revoking the key locks it out at once.
@@ -717,18 +596,12 @@ async fn a_team_is_set_up_and_spends_from_the_cli() {
     as_alice(&format!("balance --account {account}")).fails(1, "unauthorized");
 
     // Deleting a budget and a member.
-    let deleted = credits(&app, &format!("budgets delete {account_budget}"))
-        .ok()
-        .table();
+    let deleted = credits(&app, &format!("budgets delete {account_budget}")).ok().table();
     assert_eq!(deleted[0]["ID"], account_budget);
     assert_eq!(deleted[0]["DELETED"], "true");
-    let budgets = credits(&app, &format!("budgets list --account {account}"))
-        .ok()
-        .table();
+    let budgets = credits(&app, &format!("budgets list --account {account}")).ok().table();
     assert_eq!(column(&budgets, "ID"), [&alice_budget]);
-    let deleted = credits(&app, &format!("members delete {bob} --json"))
-        .ok()
-        .json();
+    let deleted = credits(&app, &format!("members delete {bob} --json")).ok().json();
     assert_eq!(deleted, json!({"id": bob, "deleted": true}));
     credits(&app, &format!("members get {bob}")).fails(1, "not_found");
 }

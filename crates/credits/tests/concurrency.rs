@@ -50,34 +50,20 @@ fn usage(account: &str, quantity: u64) -> String {
 async fn three_hundred_racing_usages_spend_exactly_the_hundred_credits_there_are() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let record_id = record["id"].as_str().unwrap().to_string();
 
     let requests = (0..300)
-        .map(|_| {
-            (
-                "/v2/usage".to_string(),
-                Some(key("race")),
-                usage(&account, 1),
-            )
-        })
+        .map(|_| ("/v2/usage".to_string(), Some(key("race")), usage(&account, 1)))
         .collect();
     let answers = all_at_once(&Target::of(&app), requests).await;
 
     let successes: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
     let refusals: Vec<&Answer> = answers.iter().filter(|a| a.status == 402).collect();
-    let others: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.status != 201 && a.status != 402)
-        .collect();
+    let others: Vec<&Answer> =
+        answers.iter().filter(|a| a.status != 201 && a.status != 402).collect();
     assert!(others.is_empty(), "only 201 or 402 expected: {others:?}");
-    assert_eq!(
-        successes.len(),
-        100,
-        "exactly 100 usages fit in 100 credits"
-    );
+    assert_eq!(successes.len(), 100, "exactly 100 usages fit in 100 credits");
     assert_eq!(refusals.len(), 200);
     for refusal in &refusals {
         assert_eq!(refusal.code(), "insufficient_credits", "{refusal:?}");
@@ -120,10 +106,8 @@ async fn three_hundred_racing_usages_spend_exactly_the_hundred_credits_there_are
     let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed.len(), 100);
     assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), 100);
-    let listed_ids: HashSet<String> = listed
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_string())
-        .collect();
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(listed_ids, ids);
 }
 
@@ -131,36 +115,23 @@ async fn three_hundred_racing_usages_spend_exactly_the_hundred_credits_there_are
 async fn twenty_racing_requests_with_one_idempotency_key_charge_once() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 1000, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
     let record_id = record["id"].as_str().unwrap();
 
     let shared_key = key("same");
     let body = usage(&account, 7);
     let requests = (0..20)
-        .map(|_| {
-            (
-                "/v2/usage".to_string(),
-                Some(shared_key.clone()),
-                body.clone(),
-            )
-        })
+        .map(|_| ("/v2/usage".to_string(), Some(shared_key.clone()), body.clone()))
         .collect();
     let answers = all_at_once(&Target::of(&app), requests).await;
 
     for answer in &answers {
         assert_eq!(answer.status, 201, "{answer:?}");
     }
-    let ids: HashSet<&str> = answers
-        .iter()
-        .map(|a| a.json["id"].as_str().unwrap())
-        .collect();
+    let ids: HashSet<&str> = answers.iter().map(|a| a.json["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 1, "every answer names the same usage: {ids:?}");
-    let replayed = answers
-        .iter()
-        .filter(|a| a.header("idempotent-replayed") == Some("true"))
-        .count();
+    let replayed =
+        answers.iter().filter(|a| a.header("idempotent-replayed") == Some("true")).count();
     assert_eq!(replayed, 19, "all but the first answer are replays");
     let first = answers
         .iter()
@@ -186,9 +157,7 @@ async fn racing_batches_and_single_usages_never_overspend() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
     // 300 credits spendable on smartcheck: its own record first, then the `any` record.
-    let own = app
-        .purchase(&account, 200, json!({"service": "smartcheck"}))
-        .await;
+    let own = app.purchase(&account, 200, json!({"service": "smartcheck"})).await;
     let any = app.purchase(&account, 100, json!({"service": "any"})).await;
     let own_id = own["id"].as_str().unwrap().to_string();
     let any_id = any["id"].as_str().unwrap().to_string();
@@ -206,11 +175,7 @@ async fn racing_batches_and_single_usages_never_overspend() {
         requests.push(("/v2/usage/batch".to_string(), None, body));
     }
     for _ in 0..200 {
-        requests.push((
-            "/v2/usage".to_string(),
-            Some(key("single")),
-            usage(&account, 1),
-        ));
+        requests.push(("/v2/usage".to_string(), Some(key("single")), usage(&account, 1)));
     }
     let answers = all_at_once(&Target::of(&app), requests).await;
 
@@ -266,14 +231,9 @@ async fn racing_batches_and_single_usages_never_overspend() {
     assert_eq!(app.balance(&account).await["available"], 0);
 
     let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
-    let listed_ids: HashSet<String> = listed
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        listed_ids, charged_ids,
-        "the usage list is exactly what was charged"
-    );
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed_ids, charged_ids, "the usage list is exactly what was charged");
     assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), 300);
     let ledger = list_all(&app, &format!("/v2/ledger?accountId={account}&type=usage")).await;
     assert_eq!(ledger.iter().map(|e| num(e, "credits")).sum::<u64>(), 300);

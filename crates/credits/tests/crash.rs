@@ -87,18 +87,8 @@ impl Log {
     ) -> bool {
         let key = key(&format!("{kind:?}").to_lowercase());
         let body = body.to_string();
-        let mut write = Write {
-            kind,
-            path,
-            key,
-            body,
-            credits,
-            answer: None,
-        };
-        match target
-            .try_post(&write.path, &write.body, Some(&write.key))
-            .await
-        {
+        let mut write = Write { kind, path, key, body, credits, answer: None };
+        match target.try_post(&write.path, &write.body, Some(&write.key)).await {
             Ok(answer) => {
                 if answer.status != expected {
                     self.unexpected.push(format!(
@@ -118,9 +108,7 @@ impl Log {
     }
 
     fn acked_of(&self, kind: Kind, status: u16) -> impl Iterator<Item = &Write> {
-        self.acked
-            .iter()
-            .filter(move |w| w.kind == kind && w.status() == status)
+        self.acked.iter().filter(move |w| w.kind == kind && w.status() == status)
     }
 
     fn lost_of(&self, kind: Kind) -> Option<&Write> {
@@ -148,30 +136,13 @@ fn hold_body(account: &str, credits: u64) -> Value {
 
 /// Creates the worker's account and first records; the account id is in the log.
 async fn open_account(target: &Target, log: &mut Log, name: &str, records: &[(u64, &str)]) {
-    let sent = log
-        .send(
-            target,
-            Kind::Account,
-            "/v2/accounts".into(),
-            account_body(name),
-            0,
-            201,
-        )
-        .await;
+    let sent =
+        log.send(target, Kind::Account, "/v2/accounts".into(), account_body(name), 0, 201).await;
     assert!(sent && log.acked[0].status() == 201, "{log:?}");
     log.account = log.acked[0].id();
     for &(amount, service) in records {
         let body = purchase_body(&log.account, amount, service);
-        let sent = log
-            .send(
-                target,
-                Kind::Purchase,
-                "/v2/credits".into(),
-                body,
-                amount,
-                201,
-            )
-            .await;
+        let sent = log.send(target, Kind::Purchase, "/v2/credits".into(), body, amount, 201).await;
         assert!(sent, "{log:?}");
     }
 }
@@ -180,9 +151,7 @@ async fn open_account(target: &Target, log: &mut Log, name: &str, records: &[(u6
 async fn assert_every_key_replays(app: &TestApp, log: &Log) {
     for write in &log.acked {
         let (status, text, _) = write.answer.as_ref().unwrap();
-        let replay = app
-            .post_raw(&write.path, &write.body, Some(&write.key))
-            .await;
+        let replay = app.post_raw(&write.path, &write.body, Some(&write.key)).await;
         assert_eq!(
             replay.status, *status,
             "replay of key {} on POST {}: {replay:?}",
@@ -238,60 +207,33 @@ async fn exact_worker(target: Target, worker: usize) -> Log {
         match i % 10 {
             3 => {
                 let body = purchase_body(&account, 20, "any");
-                log.send(&target, Kind::Purchase, "/v2/credits".into(), body, 20, 201)
-                    .await;
+                log.send(&target, Kind::Purchase, "/v2/credits".into(), body, 20, 201).await;
             }
             5 | 8 => {
                 let body = hold_body(&account, 10);
-                log.send(
-                    &target,
-                    Kind::Hold,
-                    "/v2/reservations".into(),
-                    body,
-                    10,
-                    201,
-                )
-                .await;
+                log.send(&target, Kind::Hold, "/v2/reservations".into(), body, 10, 201).await;
                 let hold = log.acked.last().unwrap().id();
                 holds += 1;
                 match holds % 3 {
                     0 => {
                         let path = format!("/v2/reservations/{hold}/capture");
-                        log.send(&target, Kind::Capture, path, json!({}), 10, 200)
-                            .await;
+                        log.send(&target, Kind::Capture, path, json!({}), 10, 200).await;
                     }
                     1 => {
                         let path = format!("/v2/reservations/{hold}/release");
-                        log.send(&target, Kind::Release, path, json!({}), 10, 200)
-                            .await;
+                        log.send(&target, Kind::Release, path, json!({}), 10, 200).await;
                     }
                     _ => {}
                 }
             }
             7 => {
                 let body = usage_body(&account, 1_000_000);
-                log.send(
-                    &target,
-                    Kind::Usage,
-                    "/v2/usage".into(),
-                    body,
-                    1_000_000,
-                    402,
-                )
-                .await;
+                log.send(&target, Kind::Usage, "/v2/usage".into(), body, 1_000_000, 402).await;
             }
             _ => {
                 let quantity = 1 + i % 5;
                 let body = usage_body(&account, quantity);
-                log.send(
-                    &target,
-                    Kind::Usage,
-                    "/v2/usage".into(),
-                    body,
-                    quantity,
-                    201,
-                )
-                .await;
+                log.send(&target, Kind::Usage, "/v2/usage".into(), body, quantity, 201).await;
             }
         }
     }
@@ -315,10 +257,7 @@ async fn sigkill_right_after_the_last_acknowledgement_loses_nothing() {
         assert!(log.unexpected.is_empty(), "{:?}", log.unexpected);
     }
     let acknowledged: usize = logs.iter().map(|l| l.acked.len()).sum();
-    assert!(
-        acknowledged >= 600,
-        "many acknowledged writes: {acknowledged}"
-    );
+    assert!(acknowledged >= 600, "many acknowledged writes: {acknowledged}");
 
     let app = common::spawn_app_in(&app.data_dir).await;
     for log in &logs {
@@ -337,10 +276,7 @@ async fn sigkill_right_after_the_last_acknowledgement_loses_nothing() {
 async fn assert_exact_state(app: &TestApp, log: &Log) {
     let account = &log.account;
     let found = app.get(&format!("/v2/accounts/{account}")).await;
-    assert_eq!(
-        found.status, 200,
-        "acknowledged account {account}: {found:?}"
-    );
+    assert_eq!(found.status, 200, "acknowledged account {account}: {found:?}");
     assert_eq!(found.json, *log.acked[0].json(), "account {account}");
 
     // Model: what each record should have used and reserved, from the acknowledged allocations.
@@ -373,14 +309,10 @@ async fn assert_exact_state(app: &TestApp, log: &Log) {
     }
 
     let (records, usages) = assert_account_invariants(app, account).await;
-    let acked_records: HashMap<String, u64> = log
-        .acked_of(Kind::Purchase, 201)
-        .map(|w| (w.id(), w.credits))
-        .collect();
-    let listed: HashSet<String> = records
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
+    let acked_records: HashMap<String, u64> =
+        log.acked_of(Kind::Purchase, 201).map(|w| (w.id(), w.credits)).collect();
+    let listed: HashSet<String> =
+        records.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(
         listed,
         acked_records.keys().cloned().collect::<HashSet<_>>(),
@@ -393,54 +325,35 @@ async fn assert_exact_state(app: &TestApp, log: &Log) {
         assert_eq!(num(record, "amount"), acked_records[id], "{record}");
         assert_eq!(num(record, "used"), used, "{record}");
         assert_eq!(num(record, "reserved"), reserved, "{record}");
-        assert_eq!(
-            num(record, "remaining"),
-            acked_records[id] - used - reserved,
-            "{record}"
-        );
+        assert_eq!(num(record, "remaining"), acked_records[id] - used - reserved, "{record}");
         assert_eq!(num(record, "expiredAmount"), 0, "{record}");
         assert_eq!(num(record, "voidedAmount"), 0, "{record}");
-        let status = if num(record, "remaining") == 0 && reserved == 0 {
-            "depleted"
-        } else {
-            "active"
-        };
+        let status =
+            if num(record, "remaining") == 0 && reserved == 0 { "depleted" } else { "active" };
         assert_eq!(record["status"], status, "{record}");
     }
 
     // Usages: every acknowledged one as it was answered, plus one per captured hold, no more.
-    let by_id: HashMap<&str, &Value> = usages
-        .iter()
-        .map(|u| (u["id"].as_str().unwrap(), u))
-        .collect();
+    let by_id: HashMap<&str, &Value> =
+        usages.iter().map(|u| (u["id"].as_str().unwrap(), u)).collect();
     let mut expected_count = 0;
     for write in log.acked_of(Kind::Usage, 201) {
         expected_count += 1;
         let listed = by_id
             .get(write.id().as_str())
             .unwrap_or_else(|| panic!("acknowledged usage {} is lost: {}", write.id(), write.body));
-        assert_eq!(
-            *listed,
-            write.json(),
-            "usage {} as acknowledged",
-            write.id()
-        );
+        assert_eq!(*listed, write.json(), "usage {} as acknowledged", write.id());
         assert_eq!(num(listed, "credits"), write.credits, "{listed}");
     }
     for (hold, (state, credits)) in &hold_state {
         let reservation = app.get(&format!("/v2/reservations/{hold}")).await;
-        assert_eq!(
-            reservation.status, 200,
-            "acknowledged hold {hold}: {reservation:?}"
-        );
+        assert_eq!(reservation.status, 200, "acknowledged hold {hold}: {reservation:?}");
         assert_eq!(reservation.json["status"], *state, "{reservation:?}");
         assert_eq!(reservation.json["credits"], *credits, "{reservation:?}");
         let captured = if *state == "captured" { *credits } else { 0 };
         assert_eq!(reservation.json["captured"], captured, "{reservation:?}");
-        let capture_usages: Vec<&&Value> = by_id
-            .values()
-            .filter(|u| u["reservationId"] == hold.as_str())
-            .collect();
+        let capture_usages: Vec<&&Value> =
+            by_id.values().filter(|u| u["reservationId"] == hold.as_str()).collect();
         if *state == "captured" {
             expected_count += 1;
             assert_eq!(capture_usages.len(), 1, "hold {hold}: {capture_usages:?}");
@@ -449,11 +362,7 @@ async fn assert_exact_state(app: &TestApp, log: &Log) {
             assert!(capture_usages.is_empty(), "hold {hold}: {capture_usages:?}");
         }
     }
-    assert_eq!(
-        usages.len(),
-        expected_count,
-        "account {account}: no other usage"
-    );
+    assert_eq!(usages.len(), expected_count, "account {account}: no other usage");
 
     // The ledger lists every debit.
     let ledger = list_all(app, &format!("/v2/ledger?accountId={account}")).await;
@@ -475,10 +384,7 @@ async fn assert_exact_state(app: &TestApp, log: &Log) {
         .map(|e| num(e, "credits"))
         .sum();
     let used_total: u64 = records.iter().map(|r| num(r, "used")).sum();
-    assert_eq!(
-        debited, used_total,
-        "account {account}: ledger debits = used"
-    );
+    assert_eq!(debited, used_total, "account {account}: ledger debits = used");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,30 +400,12 @@ struct Churn {
 /// Writes on one account without pause until a request goes unanswered.
 async fn churn_worker(target: Target, worker: usize, churn: Arc<Churn>) -> Log {
     let mut log = Log::default();
-    open_account(
-        &target,
-        &mut log,
-        &format!("churn-{worker}"),
-        &[(100_000, "smartcheck")],
-    )
-    .await;
+    open_account(&target, &mut log, &format!("churn-{worker}"), &[(100_000, "smartcheck")]).await;
     let account = log.account.clone();
     for i in 0u64.. {
         let (kind, path, body, credits, expected) = match i % 10 {
-            3 => (
-                Kind::Purchase,
-                "/v2/credits",
-                purchase_body(&account, 50, "any"),
-                50,
-                201,
-            ),
-            6 => (
-                Kind::Hold,
-                "/v2/reservations",
-                hold_body(&account, 4),
-                4,
-                201,
-            ),
+            3 => (Kind::Purchase, "/v2/credits", purchase_body(&account, 50, "any"), 50, 201),
+            6 => (Kind::Hold, "/v2/reservations", hold_body(&account, 4), 4, 201),
             9 => (
                 Kind::Usage,
                 "/v2/usage",
@@ -532,9 +420,7 @@ async fn churn_worker(target: Target, worker: usize, churn: Arc<Churn>) -> Log {
             }
         };
         churn.in_flight.fetch_add(1, Ordering::SeqCst);
-        let answered = log
-            .send(&target, kind, path.into(), body, credits, expected)
-            .await;
+        let answered = log.send(&target, kind, path.into(), body, credits, expected).await;
         churn.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !answered {
             break;
@@ -552,9 +438,8 @@ async fn churn_until(
 ) -> (Arc<Churn>, Vec<tokio::task::JoinHandle<Log>>) {
     let churn = Arc::new(Churn::default());
     let target = Target::of(app);
-    let workers = (0..count)
-        .map(|w| tokio::spawn(churn_worker(target.clone(), w, churn.clone())))
-        .collect();
+    let workers =
+        (0..count).map(|w| tokio::spawn(churn_worker(target.clone(), w, churn.clone()))).collect();
     let started = Instant::now();
     while churn.acks.load(Ordering::SeqCst) < acks {
         assert!(
@@ -586,12 +471,7 @@ async fn assert_nothing_acknowledged_lost(app: &TestApp, log: &Log) {
     for write in log.acked_of(Kind::Purchase, 201) {
         acked_purchases += 1;
         let record = app.get(&format!("/v2/credits/{}", write.id())).await;
-        assert_eq!(
-            record.status,
-            200,
-            "acknowledged purchase {}: {record:?}",
-            write.id()
-        );
+        assert_eq!(record.status, 200, "acknowledged purchase {}: {record:?}", write.id());
         assert_eq!(num(&record.json, "amount"), write.credits, "{record:?}");
         assert!(ids.contains(write.id().as_str()));
     }
@@ -603,10 +483,8 @@ async fn assert_nothing_acknowledged_lost(app: &TestApp, log: &Log) {
     );
 
     // Usages: every acknowledged one as answered, and at most the unanswered one besides.
-    let by_id: HashMap<&str, &Value> = usages
-        .iter()
-        .map(|u| (u["id"].as_str().unwrap(), u))
-        .collect();
+    let by_id: HashMap<&str, &Value> =
+        usages.iter().map(|u| (u["id"].as_str().unwrap(), u)).collect();
     let mut acked_usages = HashSet::new();
     for write in log.acked_of(Kind::Usage, 201) {
         let id = write.id();
@@ -616,11 +494,8 @@ async fn assert_nothing_acknowledged_lost(app: &TestApp, log: &Log) {
         assert_eq!(*listed, write.json(), "usage {id} as acknowledged");
         acked_usages.insert(id);
     }
-    let unacknowledged: Vec<&&Value> = by_id
-        .iter()
-        .filter(|(id, _)| !acked_usages.contains(**id))
-        .map(|(_, u)| u)
-        .collect();
+    let unacknowledged: Vec<&&Value> =
+        by_id.iter().filter(|(id, _)| !acked_usages.contains(**id)).map(|(_, u)| u).collect();
     match log.lost_of(Kind::Usage) {
         Some(lost) => assert!(
             unacknowledged.is_empty()
@@ -637,12 +512,7 @@ async fn assert_nothing_acknowledged_lost(app: &TestApp, log: &Log) {
     let mut held = 0;
     for write in log.acked_of(Kind::Hold, 201) {
         let hold = app.get(&format!("/v2/reservations/{}", write.id())).await;
-        assert_eq!(
-            hold.status,
-            200,
-            "acknowledged hold {}: {hold:?}",
-            write.id()
-        );
+        assert_eq!(hold.status, 200, "acknowledged hold {}: {hold:?}", write.id());
         assert_eq!(hold.json["status"], "held", "{hold:?}");
         assert_eq!(num(&hold.json, "credits"), write.credits, "{hold:?}");
         held += write.credits;

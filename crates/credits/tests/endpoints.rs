@@ -31,9 +31,7 @@ fn assert_list_shape(answer: &common::Answer) {
 }
 
 fn assert_timestamp(value: &Value) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{value} is not a timestamp"));
+    let text = value.as_str().unwrap_or_else(|| panic!("{value} is not a timestamp"));
     parse_rfc3339(text);
 }
 
@@ -66,12 +64,8 @@ async fn accounts_create_read_list_patch() {
     let other = app.create_account().await;
     let list = app.get("/v2/accounts").await;
     assert_list_shape(&list);
-    let ids: Vec<String> = list.json["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| s(a, "id"))
-        .collect();
+    let ids: Vec<String> =
+        list.json["data"].as_array().unwrap().iter().map(|a| s(a, "id")).collect();
     assert_eq!(ids, vec![other.clone(), id.clone()], "newest first");
     assert_eq!(list.json["hasMore"], false);
     assert!(list.json["nextCursor"].is_null());
@@ -88,10 +82,7 @@ async fn accounts_create_read_list_patch() {
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.json["name"], "Acme Corp");
-    assert_eq!(
-        patched.json["externalId"], "cus_42",
-        "untouched fields stay"
-    );
+    assert_eq!(patched.json["externalId"], "cus_42", "untouched fields stay");
     assert_eq!(patched.json["expiringSoonDays"], 14);
     assert_eq!(
         patched.json["autoTopUp"],
@@ -112,9 +103,7 @@ async fn accounts_create_read_list_patch() {
 
     let missing = app.get("/v2/accounts/acct_doesnotexist").await;
     assert_problem(&missing, 404, "not_found");
-    let missing = app
-        .patch("/v2/accounts/acct_doesnotexist", &json!({"name": "x"}))
-        .await;
+    let missing = app.patch("/v2/accounts/acct_doesnotexist", &json!({"name": "x"})).await;
     assert_problem(&missing, 404, "not_found");
 }
 
@@ -129,16 +118,8 @@ async fn services_are_seeded_and_priced() {
         .iter()
         .map(|svc| (s(svc, "id"), svc.clone()))
         .collect();
-    for id in [
-        "smartcheck",
-        "smartaccess",
-        "smartenroll",
-        "api",
-        "biometric",
-    ] {
-        let svc = seeded
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} is not seeded: {list:?}"));
+    for id in ["smartcheck", "smartaccess", "smartenroll", "api", "biometric"] {
+        let svc = seeded.get(id).unwrap_or_else(|| panic!("{id} is not seeded: {list:?}"));
         assert_eq!(svc["unitCost"], 1, "{svc}");
         assert!(svc["name"].is_string(), "{svc}");
         assert!(svc["operations"].is_object(), "{svc}");
@@ -156,18 +137,11 @@ async fn services_are_seeded_and_priced() {
     assert_eq!(created.json["operations"], json!({"page": 5}));
 
     let account = app.create_account().await;
-    app.purchase(&account, 1000, json!({"service": "any"}))
-        .await;
+    app.purchase(&account, 1000, json!({"service": "any"})).await;
     let plain = usage(&app, &account, "ocr", json!({"quantity": 2})).await;
     assert_eq!(plain.status, 201, "{plain:?}");
     assert_eq!(plain.json["credits"], 6, "unitCost × quantity");
-    let op = usage(
-        &app,
-        &account,
-        "ocr",
-        json!({"operation": "page", "quantity": 4}),
-    )
-    .await;
+    let op = usage(&app, &account, "ocr", json!({"operation": "page", "quantity": 4})).await;
     assert_eq!(op.status, 201, "{op:?}");
     assert_eq!(op.json["credits"], 20, "operation cost × quantity");
     assert_eq!(op.json["operation"], "page");
@@ -189,9 +163,7 @@ async fn services_are_seeded_and_priced() {
         .expect("the new service is listed");
     assert_eq!(ocr["unitCost"], 7);
 
-    let missing = app
-        .patch("/v2/services/nosuchservice", &json!({"unitCost": 2}))
-        .await;
+    let missing = app.patch("/v2/services/nosuchservice", &json!({"unitCost": 2})).await;
     assert_problem(&missing, 404, "not_found");
 }
 
@@ -235,12 +207,7 @@ async fn credit_record_shape_defaults_and_reads() {
     assert_timestamp(&record["createdAt"]);
     assert_timestamp(&record["updatedAt"]);
     assert_equation(&record);
-    let fields: BTreeSet<&str> = record
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let fields: BTreeSet<&str> = record.as_object().unwrap().keys().map(String::as_str).collect();
     for field in [
         "id",
         "accountId",
@@ -266,33 +233,20 @@ async fn credit_record_shape_defaults_and_reads() {
     let read = app.credit(&id).await;
     assert_eq!(read, record, "a read equals the create answer");
 
-    let grant = app
-        .purchase(
-            &account,
-            50,
-            json!({"kind": "grant", "priority": 3, "service": "any"}),
-        )
-        .await;
+    let grant =
+        app.purchase(&account, 50, json!({"kind": "grant", "priority": 3, "service": "any"})).await;
     assert_eq!(grant["kind"], "grant");
     assert_eq!(grant["priority"], 3);
     assert_eq!(grant["service"], "any");
     assert!(grant["expiresAt"].is_null(), "never expires: {grant}");
     assert!(grant["reference"].is_null());
 
-    let bad_kind = app
-        .post(
-            "/v2/credits",
-            &json!({"accountId": account, "amount": 5, "kind": "gift"}),
-        )
-        .await;
+    let bad_kind =
+        app.post("/v2/credits", &json!({"accountId": account, "amount": 5, "kind": "gift"})).await;
     assert_problem(&bad_kind, 422, "validation_failed");
 
-    let unknown_account = app
-        .post(
-            "/v2/credits",
-            &json!({"accountId": "acct_nope", "amount": 5}),
-        )
-        .await;
+    let unknown_account =
+        app.post("/v2/credits", &json!({"accountId": "acct_nope", "amount": 5})).await;
     assert_problem(&unknown_account, 404, "not_found");
 
     let missing = app.get("/v2/credits/credit_nope").await;
@@ -303,57 +257,32 @@ async fn credit_record_shape_defaults_and_reads() {
 async fn credits_list_filters_by_service_and_status() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let a = app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await;
+    let a = app.purchase(&account, 10, json!({"service": "smartcheck"})).await;
     let b = app.purchase(&account, 10, json!({"service": "any"})).await;
-    let c = app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await;
-    let voided = app
-        .post_idempotent(
-            &format!("/v2/credits/{}/void", s(&c, "id")),
-            &key(),
-            &json!({}),
-        )
-        .await;
+    let c = app.purchase(&account, 10, json!({"service": "smartcheck"})).await;
+    let voided =
+        app.post_idempotent(&format!("/v2/credits/{}/void", s(&c, "id")), &key(), &json!({})).await;
     assert_eq!(voided.status, 200, "{voided:?}");
     let other = app.create_account().await;
-    app.purchase(&other, 10, json!({"service": "smartcheck"}))
-        .await;
+    app.purchase(&other, 10, json!({"service": "smartcheck"})).await;
 
     let ids = |answer: &common::Answer| -> Vec<String> {
-        answer.json["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| s(r, "id"))
-            .collect()
+        answer.json["data"].as_array().unwrap().iter().map(|r| s(r, "id")).collect()
     };
     let all = app.get(&format!("/v2/credits?accountId={account}")).await;
     assert_list_shape(&all);
     assert_eq!(ids(&all), vec![s(&c, "id"), s(&b, "id"), s(&a, "id")]);
 
-    let smartcheck = app
-        .get(&format!(
-            "/v2/credits?accountId={account}&service=smartcheck"
-        ))
-        .await;
+    let smartcheck = app.get(&format!("/v2/credits?accountId={account}&service=smartcheck")).await;
     assert_eq!(ids(&smartcheck), vec![s(&c, "id"), s(&a, "id")]);
 
-    let any = app
-        .get(&format!("/v2/credits?accountId={account}&service=any"))
-        .await;
+    let any = app.get(&format!("/v2/credits?accountId={account}&service=any")).await;
     assert_eq!(ids(&any), vec![s(&b, "id")]);
 
-    let active = app
-        .get(&format!("/v2/credits?accountId={account}&status=active"))
-        .await;
+    let active = app.get(&format!("/v2/credits?accountId={account}&status=active")).await;
     assert_eq!(ids(&active), vec![s(&b, "id"), s(&a, "id")]);
 
-    let voided = app
-        .get(&format!("/v2/credits?accountId={account}&status=voided"))
-        .await;
+    let voided = app.get(&format!("/v2/credits?accountId={account}&status=voided")).await;
     assert_eq!(ids(&voided), vec![s(&c, "id")]);
     assert_eq!(voided.json["data"][0]["status"], "voided");
 
@@ -375,20 +304,10 @@ async fn balance_totals_by_service_and_next_expiry() {
 
     let soon = in_seconds(3600);
     let later = in_seconds(7200);
-    let check = app
-        .purchase(
-            &account,
-            100,
-            json!({"service": "smartcheck", "expiresAt": later}),
-        )
-        .await;
-    let access = app
-        .purchase(
-            &account,
-            30,
-            json!({"service": "smartaccess", "expiresAt": soon}),
-        )
-        .await;
+    let check =
+        app.purchase(&account, 100, json!({"service": "smartcheck", "expiresAt": later})).await;
+    let access =
+        app.purchase(&account, 30, json!({"service": "smartaccess", "expiresAt": soon})).await;
     app.purchase(&account, 50, json!({"service": "any"})).await;
 
     let used = app.use_credits(&account, "smartaccess", 10).await;
@@ -405,18 +324,9 @@ async fn balance_totals_by_service_and_next_expiry() {
         vec!["any", "smartaccess", "smartcheck"],
         "one entry per record service, any its own: {balance}"
     );
-    assert_eq!(
-        balance["byService"]["smartcheck"],
-        json!({"available": 60, "reserved": 40})
-    );
-    assert_eq!(
-        balance["byService"]["smartaccess"],
-        json!({"available": 20, "reserved": 0})
-    );
-    assert_eq!(
-        balance["byService"]["any"],
-        json!({"available": 50, "reserved": 0})
-    );
+    assert_eq!(balance["byService"]["smartcheck"], json!({"available": 60, "reserved": 40}));
+    assert_eq!(balance["byService"]["smartaccess"], json!({"available": 20, "reserved": 0}));
+    assert_eq!(balance["byService"]["any"], json!({"available": 50, "reserved": 0}));
     let next = &balance["nextExpiry"];
     assert_eq!(next["creditId"], access["id"], "{balance}");
     assert_eq!(next["remaining"], 20, "{balance}");
@@ -439,12 +349,9 @@ async fn balance_totals_by_service_and_next_expiry() {
 async fn usage_record_shape_replay_and_conflict() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let check = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let check = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let any = app.purchase(&account, 50, json!({"service": "any"})).await;
-    app.purchase(&account, 1000, json!({"service": "smartaccess"}))
-        .await;
+    app.purchase(&account, 1000, json!({"service": "smartaccess"})).await;
 
     let body = json!({
         "accountId": account,
@@ -462,22 +369,12 @@ async fn usage_record_shape_replay_and_conflict() {
     assert!(usage_record["operation"].is_null());
     assert_eq!(usage_record["quantity"], 3);
     assert_eq!(usage_record["credits"], 3);
-    assert_eq!(
-        usage_record["allocations"],
-        json!([{"creditId": check["id"], "credits": 3}])
-    );
+    assert_eq!(usage_record["allocations"], json!([{"creditId": check["id"], "credits": 3}]));
     let actor = usage_record["actor"].as_object().expect("actor object");
     assert!(actor.contains_key("memberId") && actor.contains_key("apiKeyId"));
     assert!(actor["memberId"].is_null());
-    assert_eq!(
-        usage_record["metadata"],
-        json!({"requestId": "r-1", "path": "/verify"})
-    );
-    assert_eq!(
-        usage_record["balanceAfter"],
-        97 + 50,
-        "own records plus any, not smartaccess"
-    );
+    assert_eq!(usage_record["metadata"], json!({"requestId": "r-1", "path": "/verify"}));
+    assert_eq!(usage_record["balanceAfter"], 97 + 50, "own records plus any, not smartaccess");
     assert_timestamp(&usage_record["createdAt"]);
     assert!(first.header("idempotent-replayed").is_none());
 
@@ -485,11 +382,7 @@ async fn usage_record_shape_replay_and_conflict() {
     assert_eq!(replay.status, 201, "{replay:?}");
     assert_eq!(replay.text, first.text, "the replay is the first answer");
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(
-        app.credit(&s(&check, "id")).await["used"],
-        3,
-        "charged once"
-    );
+    assert_eq!(app.credit(&s(&check, "id")).await["used"], 3, "charged once");
 
     let conflict = app
         .post_idempotent(
@@ -511,21 +404,10 @@ async fn usage_record_shape_replay_and_conflict() {
         .await;
     assert_eq!(member.status, 201, "{member:?}");
     let member_id = s(&member.json, "id");
-    let stranger = usage(
-        &app,
-        &account,
-        "smartcheck",
-        json!({"memberId": "mem_someone"}),
-    )
-    .await;
+    let stranger = usage(&app, &account, "smartcheck", json!({"memberId": "mem_someone"})).await;
     assert_problem(&stranger, 404, "not_found");
-    let explicit = usage(
-        &app,
-        &account,
-        "smartcheck",
-        json!({"credits": 120, "memberId": member_id}),
-    )
-    .await;
+    let explicit =
+        usage(&app, &account, "smartcheck", json!({"credits": 120, "memberId": member_id})).await;
     assert_eq!(explicit.status, 201, "{explicit:?}");
     assert_eq!(explicit.json["credits"], 120);
     assert_eq!(explicit.json["actor"]["memberId"], member_id.as_str());
@@ -535,10 +417,7 @@ async fn usage_record_shape_replay_and_conflict() {
         .iter()
         .map(|a| (s(a, "creditId"), a["credits"].as_u64().unwrap()))
         .collect();
-    assert_eq!(
-        allocations,
-        BTreeMap::from([(s(&check, "id"), 97), (s(&any, "id"), 23)])
-    );
+    assert_eq!(allocations, BTreeMap::from([(s(&check, "id"), 97), (s(&any, "id"), 23)]));
     assert_eq!(explicit.json["balanceAfter"], 27);
 
     // The list: newest first, filterable by service and time.
@@ -546,51 +425,24 @@ async fn usage_record_shape_replay_and_conflict() {
     assert_eq!(other.status, 201, "{other:?}");
     let list = app.get(&format!("/v2/usage?accountId={account}")).await;
     assert_list_shape(&list);
-    let ids: Vec<String> = list.json["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| s(u, "id"))
-        .collect();
-    assert_eq!(
-        ids,
-        vec![
-            s(&other.json, "id"),
-            s(&explicit.json, "id"),
-            s(&usage_record, "id")
-        ]
-    );
+    let ids: Vec<String> =
+        list.json["data"].as_array().unwrap().iter().map(|u| s(u, "id")).collect();
+    assert_eq!(ids, vec![s(&other.json, "id"), s(&explicit.json, "id"), s(&usage_record, "id")]);
     assert_eq!(list.json["data"][2], usage_record, "listed as created");
 
-    let filtered = app
-        .get(&format!("/v2/usage?accountId={account}&service=smartcheck"))
-        .await;
+    let filtered = app.get(&format!("/v2/usage?accountId={account}&service=smartcheck")).await;
     assert_eq!(filtered.json["data"].as_array().unwrap().len(), 2);
 
     let from = s(&explicit.json, "createdAt");
     let to = s(&other.json, "createdAt");
     if from != to {
-        let window = app
-            .get(&format!(
-                "/v2/usage?accountId={account}&from={from}&to={to}"
-            ))
-            .await;
+        let window = app.get(&format!("/v2/usage?accountId={account}&from={from}&to={to}")).await;
         assert_eq!(window.status, 200, "{window:?}");
-        let ids: Vec<String> = window.json["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| s(u, "id"))
-            .collect();
-        assert_eq!(
-            ids,
-            vec![s(&explicit.json, "id")],
-            "from inclusive, to exclusive"
-        );
+        let ids: Vec<String> =
+            window.json["data"].as_array().unwrap().iter().map(|u| s(u, "id")).collect();
+        assert_eq!(ids, vec![s(&explicit.json, "id")], "from inclusive, to exclusive");
     }
-    let bad_time = app
-        .get(&format!("/v2/usage?accountId={account}&from=yesterday"))
-        .await;
+    let bad_time = app.get(&format!("/v2/usage?accountId={account}&from=yesterday")).await;
     assert_problem(&bad_time, 400, "bad_request");
 }
 
@@ -598,15 +450,11 @@ async fn usage_record_shape_replay_and_conflict() {
 async fn usage_batch_gives_each_event_its_own_result() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 10, json!({"service": "smartcheck"})).await;
 
     let single_key = key();
     let single_body = json!({"accountId": account, "service": "smartcheck", "quantity": 2});
-    let single = app
-        .post_idempotent("/v2/usage", &single_key, &single_body)
-        .await;
+    let single = app.post_idempotent("/v2/usage", &single_key, &single_body).await;
     assert_eq!(single.status, 201, "{single:?}");
 
     let (k1, k2, k3) = (key(), key(), key());
@@ -635,10 +483,7 @@ async fn usage_batch_gives_each_event_its_own_result() {
     assert_eq!(results[2]["status"], 422, "{}", results[2]);
     assert_eq!(results[2]["error"]["code"], "validation_failed");
     assert!(
-        results[2]["error"]["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("bogus"),
+        results[2]["error"]["detail"].as_str().unwrap_or("").contains("bogus"),
         "names the field: {}",
         results[2]
     );
@@ -672,13 +517,8 @@ async fn usage_batch_gives_each_event_its_own_result() {
     let too_many: Vec<Value> = (0..1001)
         .map(|i| json!({"idempotencyKey": format!("many-{i}"), "accountId": account, "service": "smartcheck"}))
         .collect();
-    let refused = app
-        .post("/v2/usage/batch", &json!({"events": too_many}))
-        .await;
-    assert!(
-        (400..500).contains(&refused.status),
-        "more than 1000 events is refused: {refused:?}"
-    );
+    let refused = app.post("/v2/usage/batch", &json!({"events": too_many})).await;
+    assert!((400..500).contains(&refused.status), "more than 1000 events is refused: {refused:?}");
     extra::assert_problem_shape(&refused);
     assert_eq!(app.credit(&s(&record, "id")).await["used"], 5);
 }
@@ -687,12 +527,8 @@ async fn usage_batch_gives_each_event_its_own_result() {
 async fn ledger_lists_every_change_and_filters() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let purchase = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
-    let grant = app
-        .purchase(&account, 20, json!({"service": "any", "kind": "grant"}))
-        .await;
+    let purchase = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
+    let grant = app.purchase(&account, 20, json!({"service": "any", "kind": "grant"})).await;
     let used = app.use_credits(&account, "smartcheck", 30).await;
     assert_eq!(used.status, 201, "{used:?}");
     let held = extra::hold(&app, &account, "smartcheck", 40, json!({})).await;
@@ -707,11 +543,7 @@ async fn ledger_lists_every_change_and_filters() {
         .await;
     assert_eq!(captured.status, 200, "{captured:?}");
     let voided = app
-        .post_idempotent(
-            &format!("/v2/credits/{}/void", s(&grant, "id")),
-            &key(),
-            &json!({}),
-        )
+        .post_idempotent(&format!("/v2/credits/{}/void", s(&grant, "id")), &key(), &json!({}))
         .await;
     assert_eq!(voided.status, 200, "{voided:?}");
 
@@ -731,14 +563,9 @@ async fn ledger_lists_every_change_and_filters() {
         assert!(entry.as_object().unwrap().contains_key("reservationId"));
         assert_timestamp(&entry["createdAt"]);
     }
-    let times: Vec<f64> = entries
-        .iter()
-        .map(|e| parse_rfc3339(e["createdAt"].as_str().unwrap()))
-        .collect();
-    assert!(
-        times.windows(2).all(|w| w[0] >= w[1]),
-        "newest first: {entries:?}"
-    );
+    let times: Vec<f64> =
+        entries.iter().map(|e| parse_rfc3339(e["createdAt"].as_str().unwrap())).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {entries:?}");
     let purchase_entry = entries.iter().find(|e| e["type"] == "purchase").unwrap();
     assert_eq!(purchase_entry["creditId"], purchase["id"]);
     assert_eq!(purchase_entry["credits"], 100);
@@ -762,57 +589,33 @@ async fn ledger_lists_every_change_and_filters() {
     for record in [&purchase, &grant] {
         let id = s(record, "id");
         let now = app.credit(&id).await;
-        let newest = entries
-            .iter()
-            .find(|e| e["creditId"] == id.as_str())
-            .unwrap();
-        assert_eq!(
-            newest["remainingAfter"], now["remaining"],
-            "{newest} vs {now}"
-        );
+        let newest = entries.iter().find(|e| e["creditId"] == id.as_str()).unwrap();
+        assert_eq!(newest["remainingAfter"], now["remaining"], "{newest} vs {now}");
     }
 
     // Filters.
     let by_credit = ledger_all(&app, &format!("creditId={}", s(&grant, "id"))).await;
-    assert_eq!(
-        by_credit.iter().map(|e| s(e, "type")).collect::<Vec<_>>(),
-        vec!["void", "grant"]
-    );
+    assert_eq!(by_credit.iter().map(|e| s(e, "type")).collect::<Vec<_>>(), vec!["void", "grant"]);
     let by_type = ledger_all(&app, &format!("accountId={account}&type=usage")).await;
     assert!(!by_type.is_empty());
     assert!(by_type.iter().all(|e| e["type"] == "usage"), "{by_type:?}");
     let other = app.create_account().await;
     app.purchase(&other, 5, json!({})).await;
     let mine = ledger_all(&app, &format!("accountId={account}")).await;
-    assert_eq!(
-        mine.len(),
-        entries.len(),
-        "another account's entries stay out"
-    );
+    assert_eq!(mine.len(), entries.len(), "another account's entries stay out");
 
     // from inclusive, to exclusive.
     let pivot = s(usage_entry, "createdAt");
     let from = ledger_all(&app, &format!("accountId={account}&from={pivot}")).await;
-    assert!(
-        from.iter().any(|e| e["id"] == usage_entry["id"]),
-        "from is inclusive"
-    );
+    assert!(from.iter().any(|e| e["id"] == usage_entry["id"]), "from is inclusive");
     let to = ledger_all(&app, &format!("accountId={account}&to={pivot}")).await;
-    assert!(
-        !to.iter().any(|e| e["id"] == usage_entry["id"]),
-        "to is exclusive"
-    );
+    assert!(!to.iter().any(|e| e["id"] == usage_entry["id"]), "to is exclusive");
     assert!(to
         .iter()
         .all(|e| parse_rfc3339(e["createdAt"].as_str().unwrap()) < parse_rfc3339(&pivot)));
 
-    let bad_type = app
-        .get(&format!("/v2/ledger?accountId={account}&type=nonsense"))
-        .await;
-    assert!(
-        (400..500).contains(&bad_type.status),
-        "an unknown type is refused: {bad_type:?}"
-    );
+    let bad_type = app.get(&format!("/v2/ledger?accountId={account}&type=nonsense")).await;
+    assert!((400..500).contains(&bad_type.status), "an unknown type is refused: {bad_type:?}");
     extra::assert_problem_shape(&bad_type);
 }
 
@@ -820,9 +623,7 @@ async fn ledger_lists_every_change_and_filters() {
 async fn ledger_csv_export_matches_json() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let used = app.use_credits(&account, "smartcheck", 7).await;
     assert_eq!(used.status, 201, "{used:?}");
     let held = extra::hold(&app, &account, "smartcheck", 5, json!({})).await;
@@ -838,10 +639,7 @@ async fn ledger_csv_export_matches_json() {
     .await;
     assert_eq!(csv.status, 200, "{csv:?}");
     let content_type = csv.header("content-type").unwrap_or("");
-    assert!(
-        content_type.starts_with("text/csv"),
-        "content-type {content_type:?}"
-    );
+    assert!(content_type.starts_with("text/csv"), "content-type {content_type:?}");
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(
         lines[0],
@@ -866,10 +664,7 @@ async fn ledger_csv_export_matches_json() {
         .join(",");
         assert_eq!(*line, expected);
     }
-    let purchase_line = lines
-        .iter()
-        .find(|l| l.contains(",purchase,"))
-        .expect("a purchase row");
+    let purchase_line = lines.iter().find(|l| l.contains(",purchase,")).expect("a purchase row");
     let columns: Vec<&str> = purchase_line.split(',').collect();
     assert_eq!(columns[2], s(&record, "id"));
     assert_eq!(columns[6], "", "null usageId is empty");
@@ -899,10 +694,7 @@ async fn system_endpoints() {
 
     let openapi = get_as(&app, "/openapi.json", None, &[]).await;
     assert_eq!(openapi.status, 200, "{openapi:?}");
-    assert!(openapi
-        .header("content-type")
-        .unwrap_or("")
-        .starts_with("application/json"));
+    assert!(openapi.header("content-type").unwrap_or("").starts_with("application/json"));
     let version = openapi.json["openapi"].as_str().unwrap_or("");
     assert!(version.starts_with("3.1"), "OpenAPI 3.1, got {version:?}");
     let paths = openapi.json["paths"].as_object().expect("paths");
@@ -922,18 +714,12 @@ async fn system_endpoints() {
         "/v2/reservations/{id}/release",
         "/v2/ledger",
     ] {
-        assert!(
-            paths.contains_key(path),
-            "{path} missing from the OpenAPI paths"
-        );
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI paths");
     }
 
     let docs = get_as(&app, "/docs", None, &[]).await;
     assert_eq!(docs.status, 200, "{docs:?}");
-    assert!(docs
-        .header("content-type")
-        .unwrap_or("")
-        .starts_with("text/html"));
+    assert!(docs.header("content-type").unwrap_or("").starts_with("text/html"));
     assert!(docs.text.to_lowercase().contains("<html"), "an HTML page");
 }
 
@@ -941,20 +727,10 @@ async fn system_endpoints() {
 async fn balance_next_expiry_skips_spent_records() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let soon = app
-        .purchase(
-            &account,
-            5,
-            json!({"service": "api", "expiresAt": in_seconds(600)}),
-        )
-        .await;
-    let later = app
-        .purchase(
-            &account,
-            9,
-            json!({"service": "api", "expiresAt": in_seconds(1200)}),
-        )
-        .await;
+    let soon =
+        app.purchase(&account, 5, json!({"service": "api", "expiresAt": in_seconds(600)})).await;
+    let later =
+        app.purchase(&account, 9, json!({"service": "api", "expiresAt": in_seconds(1200)})).await;
     app.purchase(&account, 100, json!({"service": "api"})).await;
     let balance = app.balance(&account).await;
     assert_eq!(balance["nextExpiry"]["creditId"], soon["id"]);
@@ -975,23 +751,15 @@ async fn balance_next_expiry_skips_spent_records() {
 async fn idempotent_creates_replay() {
     let app = common::spawn_app().await;
     let k = key();
-    let first = app
-        .post_idempotent("/v2/accounts", &k, &json!({"name": "Once"}))
-        .await;
+    let first = app.post_idempotent("/v2/accounts", &k, &json!({"name": "Once"})).await;
     assert_eq!(first.status, 201, "{first:?}");
-    let again = app
-        .post_idempotent("/v2/accounts", &k, &json!({"name": "Once"}))
-        .await;
+    let again = app.post_idempotent("/v2/accounts", &k, &json!({"name": "Once"})).await;
     assert_eq!(again.status, 201);
     assert_eq!(again.text, first.text);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     let account = s(&first.json, "id");
     let list = app.get("/v2/accounts").await;
-    assert_eq!(
-        list.json["data"].as_array().unwrap().len(),
-        1,
-        "one account"
-    );
+    assert_eq!(list.json["data"].as_array().unwrap().len(), 1, "one account");
 
     let k = key();
     let body = json!({"accountId": account, "amount": 40});
@@ -1003,13 +771,8 @@ async fn idempotent_creates_replay() {
     assert_eq!(again.status, 201, "{again:?}");
     assert_eq!(again.text, credit.text);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    let conflict = app
-        .post_idempotent(
-            "/v2/credits",
-            &k,
-            &json!({"accountId": account, "amount": 41}),
-        )
-        .await;
+    let conflict =
+        app.post_idempotent("/v2/credits", &k, &json!({"accountId": account, "amount": 41})).await;
     assert_problem(&conflict, 409, "idempotency_conflict");
     assert_eq!(app.balance(&account).await["available"], 40, "paid once");
 
@@ -1025,11 +788,7 @@ async fn idempotent_creates_replay() {
     assert_eq!(app.balance(&account).await["available"], 40);
 
     let unknown = app
-        .post_idempotent(
-            "/v2/usage",
-            &key(),
-            &json!({"accountId": "acct_nope", "service": "api"}),
-        )
+        .post_idempotent("/v2/usage", &key(), &json!({"accountId": "acct_nope", "service": "api"}))
         .await;
     assert_problem(&unknown, 404, "not_found");
 }
@@ -1060,35 +819,21 @@ async fn acknowledged_writes_and_replays_survive_a_crash() {
 async fn credit_timestamps_with_an_offset_read_back_in_utc() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(
-            &account,
-            5,
-            json!({"expiresAt": "2030-01-01T02:00:00+02:00"}),
-        )
-        .await;
+    let record = app.purchase(&account, 5, json!({"expiresAt": "2030-01-01T02:00:00+02:00"})).await;
     let read = record["expiresAt"].as_str().unwrap();
     assert!(read.ends_with('Z'), "{read}");
-    assert_eq!(
-        parse_rfc3339(read),
-        parse_rfc3339("2030-01-01T00:00:00Z"),
-        "{read}"
-    );
+    assert_eq!(parse_rfc3339(read), parse_rfc3339("2030-01-01T00:00:00Z"), "{read}");
 }
 
 #[tokio::test]
 async fn a_full_batch_of_1000_events() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 1000, json!({"service": "api"}))
-        .await;
+    let record = app.purchase(&account, 1000, json!({"service": "api"})).await;
     let events: Vec<Value> = (0..1000)
         .map(|_| json!({"idempotencyKey": key(), "accountId": account, "service": "api"}))
         .collect();
-    let answer = app
-        .post("/v2/usage/batch", &json!({ "events": events }))
-        .await;
+    let answer = app.post("/v2/usage/batch", &json!({ "events": events })).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     let results = answer.json["data"].as_array().unwrap();
     assert_eq!(results.len(), 1000);

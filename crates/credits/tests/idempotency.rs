@@ -22,33 +22,19 @@ const REPLAYED: &str = "idempotent-replayed";
 
 fn assert_replay_of(replay: &Answer, first: &Answer) {
     assert_eq!(replay.status, first.status, "{replay:?} replays {first:?}");
-    assert_eq!(
-        replay.header(REPLAYED),
-        Some("true"),
-        "a replay says so: {replay:?}"
-    );
+    assert_eq!(replay.header(REPLAYED), Some("true"), "a replay says so: {replay:?}");
     assert_eq!(replay.text, first.text, "a replay is byte-identical");
-    assert_eq!(
-        replay.header("content-type"),
-        first.header("content-type"),
-        "{replay:?}"
-    );
+    assert_eq!(replay.header("content-type"), first.header("content-type"), "{replay:?}");
 }
 
 fn assert_fresh(answer: &Answer, status: u16) {
     assert_eq!(answer.status, status, "{answer:?}");
-    assert_eq!(
-        answer.header(REPLAYED),
-        None,
-        "a first answer is not a replay: {answer:?}"
-    );
+    assert_eq!(answer.header(REPLAYED), None, "a first answer is not a replay: {answer:?}");
 }
 
 async fn funded_account(app: &TestApp, amount: u64) -> (String, String) {
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, amount, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, amount, json!({"service": "smartcheck"})).await;
     (account, record["id"].as_str().unwrap().to_string())
 }
 
@@ -109,23 +95,17 @@ async fn the_same_key_with_another_body_is_a_conflict_and_charges_nothing() {
     let app = common::spawn_app().await;
     let (account, record) = funded_account(&app, 100).await;
     let k = key("conflict");
-    let first = app
-        .post_raw("/v2/usage", &usage(&account, 5), Some(&k))
-        .await;
+    let first = app.post_raw("/v2/usage", &usage(&account, 5), Some(&k)).await;
     assert_fresh(&first, 201);
 
-    let other = app
-        .post_raw("/v2/usage", &usage(&account, 6), Some(&k))
-        .await;
+    let other = app.post_raw("/v2/usage", &usage(&account, 6), Some(&k)).await;
     assert_eq!(other.status, 409, "{other:?}");
     assert_eq!(other.code(), "idempotency_conflict", "{other:?}");
     assert_eq!(other.header(REPLAYED), None, "{other:?}");
     assert_eq!(used(&app, &record).await, 5, "the conflict charged nothing");
 
     // The conflict did not replace the stored answer: the original body still replays.
-    let replay = app
-        .post_raw("/v2/usage", &usage(&account, 5), Some(&k))
-        .await;
+    let replay = app.post_raw("/v2/usage", &usage(&account, 5), Some(&k)).await;
     assert_replay_of(&replay, &first);
     assert_eq!(used(&app, &record).await, 5);
 }
@@ -157,22 +137,12 @@ async fn a_402_is_replayed_too_the_first_answer_wins() {
     assert_eq!(first.code(), "insufficient_credits", "{first:?}");
 
     // Now there would be enough, but the key already has its answer.
-    let topped = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let topped = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let topped = topped["id"].as_str().unwrap();
     let replay = app.post_raw("/v2/usage", &body, Some(&k)).await;
     assert_replay_of(&replay, &first);
-    assert_eq!(
-        used(&app, &small).await,
-        0,
-        "a replayed 402 charges nothing"
-    );
-    assert_eq!(
-        used(&app, topped).await,
-        0,
-        "a replayed 402 charges nothing"
-    );
+    assert_eq!(used(&app, &small).await, 0, "a replayed 402 charges nothing");
+    assert_eq!(used(&app, topped).await, 0, "a replayed 402 charges nothing");
 
     // A new key is a new request, and it succeeds.
     let fresh = app.post_raw("/v2/usage", &body, Some(&key("short"))).await;
@@ -203,29 +173,17 @@ async fn a_key_is_bound_to_its_endpoint_and_body() {
     // The path counts, not only the route: capturing two holds with one key and one body.
     let mut holds = Vec::new();
     for _ in 0..2 {
-        let hold = app
-            .post_raw("/v2/reservations", &body, Some(&key("h")))
-            .await;
+        let hold = app.post_raw("/v2/reservations", &body, Some(&key("h"))).await;
         assert_fresh(&hold, 201);
         holds.push(hold.json["id"].as_str().unwrap().to_string());
     }
     let k = key("capture");
-    let first = app
-        .post_raw(
-            &format!("/v2/reservations/{}/capture", holds[0]),
-            "{}",
-            Some(&k),
-        )
-        .await;
+    let first =
+        app.post_raw(&format!("/v2/reservations/{}/capture", holds[0]), "{}", Some(&k)).await;
     assert_fresh(&first, 200);
     assert_eq!(first.json["status"], "captured", "{first:?}");
-    let second = app
-        .post_raw(
-            &format!("/v2/reservations/{}/capture", holds[1]),
-            "{}",
-            Some(&k),
-        )
-        .await;
+    let second =
+        app.post_raw(&format!("/v2/reservations/{}/capture", holds[1]), "{}", Some(&k)).await;
     assert_eq!(second.status, 409, "{second:?}");
     assert_eq!(second.code(), "idempotency_conflict", "{second:?}");
     let hold = app.get(&format!("/v2/reservations/{}", holds[1])).await;
@@ -242,40 +200,27 @@ async fn a_replay_survives_a_restart() {
     let (account, record) = funded_account(&app, 100).await;
     let usage_key = key("restart");
     let usage_body = usage(&account, 8);
-    let charged = app
-        .post_raw("/v2/usage", &usage_body, Some(&usage_key))
-        .await;
+    let charged = app.post_raw("/v2/usage", &usage_body, Some(&usage_key)).await;
     assert_fresh(&charged, 201);
     let hold_key = key("restart-hold");
     let hold_body =
         json!({"accountId": account, "service": "smartcheck", "credits": 2}).to_string();
-    let held = app
-        .post_raw("/v2/reservations", &hold_body, Some(&hold_key))
-        .await;
+    let held = app.post_raw("/v2/reservations", &hold_body, Some(&hold_key)).await;
     assert_fresh(&held, 201);
 
     assert!(app.terminate(), "SIGTERM: the service exits successfully");
     let app = common::spawn_app_in(&app.data_dir).await;
 
-    let replay = app
-        .post_raw("/v2/usage", &usage_body, Some(&usage_key))
-        .await;
+    let replay = app.post_raw("/v2/usage", &usage_body, Some(&usage_key)).await;
     assert_replay_of(&replay, &charged);
-    assert_eq!(
-        replay.json["id"], charged.json["id"],
-        "the original usage id"
-    );
-    let replay = app
-        .post_raw("/v2/reservations", &hold_body, Some(&hold_key))
-        .await;
+    assert_eq!(replay.json["id"], charged.json["id"], "the original usage id");
+    let replay = app.post_raw("/v2/reservations", &hold_body, Some(&hold_key)).await;
     assert_replay_of(&replay, &held);
     let state = app.credit(&record).await;
     assert_eq!(state["used"], 8, "charged once: {state}");
     assert_eq!(state["reserved"], 2, "held once: {state}");
     assert_equation(&state);
-    let conflict = app
-        .post_raw("/v2/usage", &usage(&account, 9), Some(&usage_key))
-        .await;
+    let conflict = app.post_raw("/v2/usage", &usage(&account, 9), Some(&usage_key)).await;
     assert_eq!(conflict.code(), "idempotency_conflict", "{conflict:?}");
 }
 
@@ -290,9 +235,7 @@ async fn a_batch_events_key_replays_like_the_same_single_usage() {
 
     // Single first, then the same key as a batch event: the event replays the single usage.
     let k1 = key("single-first");
-    let single = app
-        .post_raw("/v2/usage", &usage(&account, 3), Some(&k1))
-        .await;
+    let single = app.post_raw("/v2/usage", &usage(&account, 3), Some(&k1)).await;
     assert_fresh(&single, 201);
     let k2 = key("batch-first");
     let batch_body = json!({"events": [event(&k1, 3), event(&k2, 4)]}).to_string();
@@ -302,24 +245,16 @@ async fn a_batch_events_key_replays_like_the_same_single_usage() {
     assert_eq!(results[0]["idempotencyKey"], k1.as_str());
     assert_eq!(results[0]["status"], 201, "{batch:?}");
     assert_eq!(results[0]["replayed"], true, "{batch:?}");
-    assert_eq!(
-        results[0]["usage"], single.json,
-        "the single usage, replayed"
-    );
+    assert_eq!(results[0]["usage"], single.json, "the single usage, replayed");
     assert_eq!(results[1]["status"], 201, "{batch:?}");
     assert_eq!(results[1]["replayed"], false, "{batch:?}");
     assert_eq!(results[1]["usage"]["credits"], 4, "{batch:?}");
 
     // Batch first, then the same key as a single usage: the single replays the event.
-    let replay = app
-        .post_raw("/v2/usage", &usage(&account, 4), Some(&k2))
-        .await;
+    let replay = app.post_raw("/v2/usage", &usage(&account, 4), Some(&k2)).await;
     assert_eq!(replay.status, 201, "{replay:?}");
     assert_eq!(replay.header(REPLAYED), Some("true"), "{replay:?}");
-    assert_eq!(
-        replay.json, results[1]["usage"],
-        "the event's usage, replayed"
-    );
+    assert_eq!(replay.json, results[1]["usage"], "the event's usage, replayed");
 
     // The whole batch again: both replay; an event with a known key and another body conflicts.
     let again = app.post_raw("/v2/usage/batch", &batch_body, None).await;
@@ -333,10 +268,7 @@ async fn a_batch_events_key_replays_like_the_same_single_usage() {
     assert_eq!(changed.status, 200, "{changed:?}");
     let result = &changed.json["data"][0];
     assert_eq!(result["status"], 409, "{changed:?}");
-    assert_eq!(
-        result["error"]["code"], "idempotency_conflict",
-        "{changed:?}"
-    );
+    assert_eq!(result["error"]["code"], "idempotency_conflict", "{changed:?}");
 
     assert_eq!(used(&app, &record).await, 7, "3 + 4, each charged once");
     let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;

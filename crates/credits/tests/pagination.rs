@@ -48,9 +48,7 @@ fn with_cursor(base: &str, cursor: Option<&String>) -> String {
 async fn create_records(app: &common::TestApp, account: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
-        let record = app
-            .purchase(account, 1 + i as u64, json!({"service": "smartcheck"}))
-            .await;
+        let record = app.purchase(account, 1 + i as u64, json!({"service": "smartcheck"})).await;
         ids.push(s(&record, "id"));
     }
     ids
@@ -95,10 +93,7 @@ async fn three_pages_of_45_credit_records() {
     let (exact, more, next) =
         page(&app, &format!("/v2/credits?accountId={account}&limit=45")).await;
     assert_eq!(exact.len(), 45);
-    assert!(
-        !more,
-        "no more when the page ends exactly at the last record"
-    );
+    assert!(!more, "no more when the page ends exactly at the last record");
     assert!(next.is_none());
 }
 
@@ -172,8 +167,7 @@ async fn filters_hold_across_pages() {
 async fn usage_and_ledger_page_the_same_way() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    app.purchase(&account, 1000, json!({"service": "api"}))
-        .await;
+    app.purchase(&account, 1000, json!({"service": "api"})).await;
     let mut usages = Vec::new();
     for _ in 0..23 {
         let used = app.use_credits(&account, "api", 1).await;
@@ -215,16 +209,8 @@ async fn usage_and_ledger_page_the_same_way() {
     let unique: BTreeSet<&String> = walked.iter().collect();
     assert_eq!(unique.len(), 25, "no duplicate");
     let (all, _, _) = page(&app, &format!("/v2/ledger?accountId={account}&limit=100")).await;
-    assert_eq!(
-        all.len(),
-        27,
-        "25 plus the 2 usages recorded during the walk"
-    );
-    assert_eq!(
-        &all[2..],
-        &walked[..],
-        "the walk is the ledger as it was, in order"
-    );
+    assert_eq!(all.len(), 27, "25 plus the 2 usages recorded during the walk");
+    assert_eq!(&all[2..], &walked[..], "the walk is the ledger as it was, in order");
 }
 
 #[tokio::test]
@@ -233,11 +219,8 @@ async fn limits_out_of_range_and_bad_cursors_are_400() {
     let account = app.create_account().await;
     create_records(&app, &account, 3).await;
     for list in ["/v2/credits", "/v2/usage", "/v2/ledger", "/v2/accounts"] {
-        let sep = if list == "/v2/accounts" {
-            "?".to_string()
-        } else {
-            format!("?accountId={account}&")
-        };
+        let sep =
+            if list == "/v2/accounts" { "?".to_string() } else { format!("?accountId={account}&") };
         for limit in ["0", "101", "-1", "abc", "1000000"] {
             let answer = app.get(&format!("{list}{sep}limit={limit}")).await;
             assert_problem(&answer, 400, "bad_request");

@@ -11,9 +11,7 @@ use serde_json::json;
 async fn purchase_1000_use_250_leaves_750() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let record = app
-        .purchase(&account, 1000, json!({"service": "smartcheck"}))
-        .await;
+    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
     let used = app.use_credits(&account, "smartcheck", 250).await;
     assert_eq!(used.status, 201, "{used:?}");
     assert_eq!(used.json["credits"], 250);

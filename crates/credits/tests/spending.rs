@@ -41,22 +41,15 @@ async fn record(app: &common::TestApp, id: &str) -> Value {
 }
 
 async fn capture(app: &common::TestApp, hold_id: &str, body: &Value) -> common::Answer {
-    app.post_idempotent(&format!("/v2/reservations/{hold_id}/capture"), &key(), body)
-        .await
+    app.post_idempotent(&format!("/v2/reservations/{hold_id}/capture"), &key(), body).await
 }
 
 async fn release(app: &common::TestApp, hold_id: &str) -> common::Answer {
-    app.post_idempotent(
-        &format!("/v2/reservations/{hold_id}/release"),
-        &key(),
-        &json!({}),
-    )
-    .await
+    app.post_idempotent(&format!("/v2/reservations/{hold_id}/release"), &key(), &json!({})).await
 }
 
 async fn void(app: &common::TestApp, credit_id: &str) -> common::Answer {
-    app.post_idempotent(&format!("/v2/credits/{credit_id}/void"), &key(), &json!({}))
-        .await
+    app.post_idempotent(&format!("/v2/credits/{credit_id}/void"), &key(), &json!({})).await
 }
 
 #[tokio::test]
@@ -65,12 +58,8 @@ async fn burn_down_order_across_records() {
     let account = app.create_account().await;
     let id = |v: Value| s(&v, "id");
     // Created in an order that differs from the burn-down order.
-    let any_high = id(app
-        .purchase(&account, 10, json!({"service": "any", "priority": 100}))
-        .await);
-    let never = id(app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await);
+    let any_high = id(app.purchase(&account, 10, json!({"service": "any", "priority": 100})).await);
+    let never = id(app.purchase(&account, 10, json!({"service": "smartcheck"})).await);
     let late = id(app
         .purchase(
             &account,
@@ -78,13 +67,8 @@ async fn burn_down_order_across_records() {
             json!({"service": "smartcheck", "expiresAt": in_seconds(30 * 86_400)}),
         )
         .await);
-    let high = id(app
-        .purchase(
-            &account,
-            10,
-            json!({"service": "smartcheck", "priority": 5}),
-        )
-        .await);
+    let high =
+        id(app.purchase(&account, 10, json!({"service": "smartcheck", "priority": 5})).await);
     let early = id(app
         .purchase(
             &account,
@@ -92,9 +76,7 @@ async fn burn_down_order_across_records() {
             json!({"service": "smartcheck", "expiresAt": in_seconds(10 * 86_400)}),
         )
         .await);
-    let older_never = id(app
-        .purchase(&account, 10, json!({"service": "smartaccess"}))
-        .await);
+    let older_never = id(app.purchase(&account, 10, json!({"service": "smartaccess"})).await);
     let any_low = id(app.purchase(&account, 10, json!({"service": "any"})).await);
     let _ = older_never;
 
@@ -128,16 +110,9 @@ async fn oldest_first_when_everything_else_ties() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
     let expires = in_seconds(86_400);
-    let first = app
-        .purchase(
-            &account,
-            5,
-            json!({"service": "api", "expiresAt": expires.clone()}),
-        )
-        .await;
-    let second = app
-        .purchase(&account, 5, json!({"service": "api", "expiresAt": expires}))
-        .await;
+    let first =
+        app.purchase(&account, 5, json!({"service": "api", "expiresAt": expires.clone()})).await;
+    let second = app.purchase(&account, 5, json!({"service": "api", "expiresAt": expires})).await;
     let used = app.use_credits(&account, "api", 7).await;
     assert_eq!(used.status, 201, "{used:?}");
     assert_eq!(
@@ -151,32 +126,19 @@ async fn one_usage_split_over_several_records() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
     let a = app
-        .purchase(
-            &account,
-            30,
-            json!({"service": "biometric", "expiresAt": in_seconds(3600)}),
-        )
+        .purchase(&account, 30, json!({"service": "biometric", "expiresAt": in_seconds(3600)}))
         .await;
-    let b = app
-        .purchase(&account, 40, json!({"service": "biometric"}))
-        .await;
+    let b = app.purchase(&account, 40, json!({"service": "biometric"})).await;
     let c = app.purchase(&account, 50, json!({"service": "any"})).await;
 
     let used = app.use_credits(&account, "biometric", 100).await;
     assert_eq!(used.status, 201, "{used:?}");
     assert_eq!(used.json["credits"], 100);
     let split = allocations(&used.json);
-    assert_eq!(
-        split,
-        BTreeMap::from([(s(&a, "id"), 30), (s(&b, "id"), 40), (s(&c, "id"), 30)])
-    );
+    assert_eq!(split, BTreeMap::from([(s(&a, "id"), 30), (s(&b, "id"), 40), (s(&c, "id"), 30)]));
     assert_eq!(split.values().sum::<u64>(), 100);
-    let listed: Vec<String> = used.json["allocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| s(x, "creditId"))
-        .collect();
+    let listed: Vec<String> =
+        used.json["allocations"].as_array().unwrap().iter().map(|x| s(x, "creditId")).collect();
     assert_eq!(
         listed,
         vec![s(&a, "id"), s(&b, "id"), s(&c, "id")],
@@ -207,12 +169,9 @@ async fn one_usage_split_over_several_records() {
 async fn insufficient_credits_charge_nothing() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let a = app
-        .purchase(&account, 20, json!({"service": "smartcheck"}))
-        .await;
+    let a = app.purchase(&account, 20, json!({"service": "smartcheck"})).await;
     let b = app.purchase(&account, 10, json!({"service": "any"})).await;
-    app.purchase(&account, 500, json!({"service": "smartaccess"}))
-        .await;
+    app.purchase(&account, 500, json!({"service": "smartaccess"})).await;
     let before_a = record(&app, &s(&a, "id")).await;
     let before_b = record(&app, &s(&b, "id")).await;
     let balance_before = app.balance(&account).await;
@@ -253,11 +212,7 @@ async fn expiry_is_exact_at_the_instant() {
     let account = app.create_account().await;
     let expires_at = in_seconds(2);
     let expiring = app
-        .purchase(
-            &account,
-            10,
-            json!({"service": "smartcheck", "expiresAt": expires_at.clone()}),
-        )
+        .purchase(&account, 10, json!({"service": "smartcheck", "expiresAt": expires_at.clone()}))
         .await;
     let id = s(&expiring, "id");
     let used = app.use_credits(&account, "smartcheck", 3).await;
@@ -283,9 +238,7 @@ async fn expiry_is_exact_at_the_instant() {
     assert!(balance["nextExpiry"].is_null(), "{balance}");
     assert_problem(&refused, 402, "insufficient_credits");
 
-    let listed = app
-        .get(&format!("/v2/credits?accountId={account}&status=expired"))
-        .await;
+    let listed = app.get(&format!("/v2/credits?accountId={account}&status=expired")).await;
     assert_eq!(listed.status, 200, "{listed:?}");
     assert_eq!(listed.json["data"][0]["id"], id.as_str(), "{listed:?}");
     assert_eq!(listed.json["data"][0]["expiredAmount"], 7);
@@ -303,10 +256,7 @@ async fn expiry_is_exact_at_the_instant() {
     assert_eq!(expiry[0]["credits"], 7);
     assert_eq!(expiry[0]["remainingAfter"], 0);
     let again = record(&app, &id).await;
-    assert_eq!(
-        again["expiredAmount"], 7,
-        "the sweep does not change the read"
-    );
+    assert_eq!(again["expiredAmount"], 7, "the sweep does not change the read");
 }
 
 #[tokio::test]
@@ -315,11 +265,7 @@ async fn expiry_reads_before_and_after_the_instant() {
     let account = app.create_account().await;
     let expires_at = in_seconds(3);
     let expiring = app
-        .purchase(
-            &account,
-            10,
-            json!({"service": "api", "expiresAt": expires_at.clone()}),
-        )
+        .purchase(&account, 10, json!({"service": "api", "expiresAt": expires_at.clone()}))
         .await;
     let keeper = app.purchase(&account, 5, json!({"service": "api"})).await;
     let id = s(&expiring, "id");
@@ -354,9 +300,7 @@ async fn expiry_reads_before_and_after_the_instant() {
 async fn reservation_hold_and_partial_capture() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let credit = app
-        .purchase(&account, 100, json!({"service": "smartenroll"}))
-        .await;
+    let credit = app.purchase(&account, 100, json!({"service": "smartenroll"})).await;
     let credit_id = s(&credit, "id");
 
     let held = hold(&app, &account, "smartenroll", 50, json!({})).await;
@@ -369,17 +313,11 @@ async fn reservation_hold_and_partial_capture() {
     assert_eq!(reservation["credits"], 50);
     assert_eq!(reservation["captured"], 0);
     assert_eq!(reservation["status"], "held");
-    assert_eq!(
-        allocations(&reservation),
-        BTreeMap::from([(credit_id.clone(), 50)])
-    );
+    assert_eq!(allocations(&reservation), BTreeMap::from([(credit_id.clone(), 50)]));
     assert!(reservation["actor"].is_object());
     let ttl = extra::parse_rfc3339(reservation["expiresAt"].as_str().unwrap())
         - extra::parse_rfc3339(reservation["createdAt"].as_str().unwrap());
-    assert!(
-        (ttl - 300.0).abs() < 1.0,
-        "ttlSeconds defaults to 300: {ttl}"
-    );
+    assert!((ttl - 300.0).abs() < 1.0, "ttlSeconds defaults to 300: {ttl}");
 
     let during = record(&app, &credit_id).await;
     assert_eq!(during["reserved"], 50);
@@ -410,10 +348,7 @@ async fn reservation_hold_and_partial_capture() {
     assert_eq!(usages.len(), 1, "{listed:?}");
     assert_eq!(usages[0]["credits"], 30);
     assert_eq!(usages[0]["service"], "smartenroll");
-    assert_eq!(
-        allocations(&usages[0]),
-        BTreeMap::from([(credit_id.clone(), 30)])
-    );
+    assert_eq!(allocations(&usages[0]), BTreeMap::from([(credit_id.clone(), 30)]));
 
     let twice = capture(&app, &hold_id, &json!({"credits": 10})).await;
     assert_problem(&twice, 409, "invalid_state");
@@ -451,10 +386,7 @@ async fn reservation_release_and_capture_limits() {
     let too_much = capture(&app, &hold_id, &json!({"credits": 61})).await;
     assert_problem(&too_much, 422, "validation_failed");
     let still = app.get(&format!("/v2/reservations/{hold_id}")).await;
-    assert_eq!(
-        still.json["status"], "held",
-        "a refused capture changes nothing"
-    );
+    assert_eq!(still.json["status"], "held", "a refused capture changes nothing");
     assert_eq!(record(&app, &credit_id).await["reserved"], 60);
 
     let short = hold(&app, &account, "api", 41, json!({})).await;
@@ -489,9 +421,7 @@ async fn reservation_release_and_capture_limits() {
 async fn reservation_expires_at_its_instant() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let credit = app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await;
+    let credit = app.purchase(&account, 10, json!({"service": "smartcheck"})).await;
     let credit_id = s(&credit, "id");
 
     let held = hold(&app, &account, "smartcheck", 8, json!({"ttlSeconds": 1})).await;
@@ -507,10 +437,7 @@ async fn reservation_expires_at_its_instant() {
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.json["status"], "expired", "{read:?}");
     let balance = app.balance(&account).await;
-    assert_eq!(
-        balance["available"], 10,
-        "credits available again: {balance}"
-    );
+    assert_eq!(balance["available"], 10, "credits available again: {balance}");
     assert_eq!(balance["reserved"], 0, "{balance}");
     let after = record(&app, &credit_id).await;
     assert_eq!(after["reserved"], 0, "{after}");
@@ -520,10 +447,7 @@ async fn reservation_expires_at_its_instant() {
     let late = capture(&app, &hold_id, &json!({})).await;
     assert_problem(&late, 409, "invalid_state");
     let used = app.use_credits(&account, "smartcheck", 10).await;
-    assert_eq!(
-        used.status, 201,
-        "the returned credits are spendable: {used:?}"
-    );
+    assert_eq!(used.status, 201, "the returned credits are spendable: {used:?}");
 }
 
 #[tokio::test]
@@ -539,10 +463,7 @@ async fn reservation_ttl_limits_and_idempotency_key() {
     assert_eq!(max.status, 201, "{max:?}");
 
     let no_key = app
-        .post(
-            "/v2/reservations",
-            &json!({"accountId": account, "service": "api", "credits": 1}),
-        )
+        .post("/v2/reservations", &json!({"accountId": account, "service": "api", "credits": 1}))
         .await;
     assert_problem(&no_key, 400, "bad_request");
 
@@ -554,11 +475,7 @@ async fn reservation_ttl_limits_and_idempotency_key() {
     assert_eq!(replay.status, 201);
     assert_eq!(replay.json["id"], first.json["id"]);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(
-        app.balance(&account).await["reserved"],
-        3,
-        "held once, not twice"
-    );
+    assert_eq!(app.balance(&account).await["reserved"], 3, "held once, not twice");
 }
 
 #[tokio::test]
@@ -567,11 +484,7 @@ async fn hold_survives_record_expiry_and_release_goes_to_expired() {
     let account = app.create_account().await;
     let expires_at = in_seconds(2);
     let credit = app
-        .purchase(
-            &account,
-            10,
-            json!({"service": "api", "expiresAt": expires_at.clone()}),
-        )
+        .purchase(&account, 10, json!({"service": "api", "expiresAt": expires_at.clone()}))
         .await;
     let credit_id = s(&credit, "id");
     let held = hold(&app, &account, "api", 6, json!({"ttlSeconds": 60})).await;
@@ -605,9 +518,7 @@ async fn hold_survives_record_expiry_and_release_goes_to_expired() {
 async fn void_moves_what_is_left_to_voided() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let credit = app
-        .purchase(&account, 100, json!({"service": "smartcheck"}))
-        .await;
+    let credit = app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
     let credit_id = s(&credit, "id");
     let other = app.purchase(&account, 5, json!({"service": "any"})).await;
     let used = app.use_credits(&account, "smartcheck", 30).await;
@@ -648,9 +559,7 @@ async fn reference_is_unique_per_account() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
     let other_account = app.create_account().await;
-    let first = app
-        .purchase(&account, 100, json!({"reference": "pi_123"}))
-        .await;
+    let first = app.purchase(&account, 100, json!({"reference": "pi_123"})).await;
     assert_eq!(first["reference"], "pi_123");
 
     // The billing system retries with a new request (another idempotency key, even another
@@ -668,13 +577,9 @@ async fn reference_is_unique_per_account() {
     assert_eq!(list.json["data"].as_array().unwrap().len(), 1, "{list:?}");
     assert_eq!(app.balance(&account).await["available"], 100);
 
-    let elsewhere = app
-        .purchase(&other_account, 100, json!({"reference": "pi_123"}))
-        .await;
+    let elsewhere = app.purchase(&other_account, 100, json!({"reference": "pi_123"})).await;
     assert_eq!(elsewhere["reference"], "pi_123", "unique per account only");
-    let different = app
-        .purchase(&account, 100, json!({"reference": "pi_124"}))
-        .await;
+    let different = app.purchase(&account, 100, json!({"reference": "pi_124"})).await;
     assert_eq!(different["reference"], "pi_124");
 }
 
@@ -682,9 +587,7 @@ async fn reference_is_unique_per_account() {
 async fn concurrent_usage_never_overdraws() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let a = app
-        .purchase(&account, 60, json!({"service": "smartcheck"}))
-        .await;
+    let a = app.purchase(&account, 60, json!({"service": "smartcheck"})).await;
     let b = app.purchase(&account, 40, json!({"service": "any"})).await;
     let attempts = (0..60).map(|_| app.use_credits(&account, "smartcheck", 3));
     let answers = futures::future::join_all(attempts).await;
@@ -703,10 +606,7 @@ async fn concurrent_usage_never_overdraws() {
         .filter(|a| a.status == 201)
         .map(|a| a.json["credits"].as_u64().unwrap())
         .sum();
-    assert_eq!(
-        credited, 99,
-        "the sum of usage credits equals the sum of used"
-    );
+    assert_eq!(credited, 99, "the sum of usage credits equals the sum of used");
 
     // The same key sent many times at once charges once.
     let k = key();
@@ -718,10 +618,7 @@ async fn concurrent_usage_never_overdraws() {
         assert_eq!(answer.json["id"], answers[0].json["id"]);
     }
     assert_eq!(
-        answers
-            .iter()
-            .filter(|a| a.header("idempotent-replayed").is_none())
-            .count(),
+        answers.iter().filter(|a| a.header("idempotent-replayed").is_none()).count(),
         1,
         "one original answer, the rest replays"
     );
@@ -732,9 +629,7 @@ async fn concurrent_usage_never_overdraws() {
 async fn partial_capture_of_a_hold_over_two_records() {
     let app = common::spawn_app().await;
     let account = app.create_account().await;
-    let specific = app
-        .purchase(&account, 10, json!({"service": "smartcheck"}))
-        .await;
+    let specific = app.purchase(&account, 10, json!({"service": "smartcheck"})).await;
     let any = app.purchase(&account, 10, json!({"service": "any"})).await;
     let held = hold(&app, &account, "smartcheck", 15, json!({})).await;
     assert_eq!(held.status, 201, "{held:?}");
@@ -780,11 +675,7 @@ async fn an_expired_hold_is_released_in_the_ledger() {
             break;
         }
     }
-    assert_eq!(
-        released.len(),
-        1,
-        "one release entry within 4 s: {released:?}"
-    );
+    assert_eq!(released.len(), 1, "one release entry within 4 s: {released:?}");
     assert_eq!(released[0]["credits"], 4);
     assert_eq!(released[0]["remainingAfter"], 10);
     assert_eq!(released[0]["reservationId"], hold_id.as_str());
@@ -804,15 +695,9 @@ async fn expiry_is_exact_with_no_sweep() {
     let account = app.create_account().await;
     let expires_at = in_seconds(2);
     let expiring = app
-        .purchase(
-            &account,
-            10,
-            json!({"service": "smartcheck", "expiresAt": expires_at.clone()}),
-        )
+        .purchase(&account, 10, json!({"service": "smartcheck", "expiresAt": expires_at.clone()}))
         .await;
-    let keeper = app
-        .purchase(&account, 4, json!({"service": "smartcheck"}))
-        .await;
+    let keeper = app.purchase(&account, 4, json!({"service": "smartcheck"})).await;
     let held = hold(&app, &account, "smartcheck", 3, json!({"ttlSeconds": 1})).await;
     assert_eq!(held.status, 201, "{held:?}");
     let hold_id = s(&held.json, "id");
@@ -824,37 +709,19 @@ async fn expiry_is_exact_with_no_sweep() {
     let after = record(&app, &id).await;
     assert_eq!(after["status"], "expired", "{after}");
     assert_eq!(after["remaining"], 0, "{after}");
-    assert_eq!(
-        after["reserved"], 0,
-        "the expired hold released its credits: {after}"
-    );
-    assert_eq!(
-        after["expiredAmount"], 8,
-        "10 - 2 used, the hold's 3 came back first: {after}"
-    );
+    assert_eq!(after["reserved"], 0, "the expired hold released its credits: {after}");
+    assert_eq!(after["expiredAmount"], 8, "10 - 2 used, the hold's 3 came back first: {after}");
     let hold_read = app.get(&format!("/v2/reservations/{hold_id}")).await;
     assert_eq!(hold_read.json["status"], "expired", "{hold_read:?}");
     let balance = app.balance(&account).await;
-    assert_eq!(
-        balance["available"], 4,
-        "only the never-expiring record: {balance}"
-    );
+    assert_eq!(balance["available"], 4, "only the never-expiring record: {balance}");
     assert_eq!(balance["reserved"], 0, "{balance}");
-    let listed = app
-        .get(&format!("/v2/credits?accountId={account}&status=expired"))
-        .await;
-    assert_eq!(
-        listed.json["data"].as_array().map(Vec::len),
-        Some(1),
-        "{listed:?}"
-    );
+    let listed = app.get(&format!("/v2/credits?accountId={account}&status=expired")).await;
+    assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(1), "{listed:?}");
     let refused = app.use_credits(&account, "smartcheck", 5).await;
     assert_problem(&refused, 402, "insufficient_credits");
     let expiry = ledger_all(&app, &format!("creditId={id}&type=expiry")).await;
-    assert!(
-        expiry.is_empty(),
-        "no sweep ran, so no expiry entry yet: {expiry:?}"
-    );
+    assert!(expiry.is_empty(), "no sweep ran, so no expiry entry yet: {expiry:?}");
     let keeper = record(&app, &s(&keeper, "id")).await;
     assert_eq!(keeper["remaining"], 4, "{keeper}");
 }

@@ -50,12 +50,7 @@ async fn credit_amounts_are_integers_from_1_to_2_pow_53_minus_1() {
             "amount {amount}: the detail names the field: {answer:?}"
         );
     }
-    let missing = post_text(
-        &app,
-        "/v2/credits",
-        &format!(r#"{{"accountId": "{account}"}}"#),
-    )
-    .await;
+    let missing = post_text(&app, "/v2/credits", &format!(r#"{{"accountId": "{account}"}}"#)).await;
     assert_problem(&missing, 422, "validation_failed");
     let list = app.get(&format!("/v2/credits?accountId={account}")).await;
     assert_eq!(list.json["data"], json!([]), "nothing was created");
@@ -64,11 +59,7 @@ async fn credit_amounts_are_integers_from_1_to_2_pow_53_minus_1() {
     assert_eq!(largest["amount"].as_u64(), Some(MAX));
     assert_eq!(largest["remaining"].as_u64(), Some(MAX));
     let read = app.credit(&s(&largest, "id")).await;
-    assert_eq!(
-        read["amount"].as_u64(),
-        Some(MAX),
-        "exact, no precision lost"
-    );
+    assert_eq!(read["amount"].as_u64(), Some(MAX), "exact, no precision lost");
     let balance = app.balance(&account).await;
     assert_eq!(balance["available"].as_u64(), Some(MAX));
 
@@ -110,10 +101,7 @@ async fn usage_and_hold_amounts_are_checked_too() {
     }
     // A quantity that overflows the cost when multiplied is refused, not wrapped.
     let services = app
-        .post(
-            "/v2/services",
-            &json!({"id": "pricey", "name": "Pricey", "unitCost": 1_000_000}),
-        )
+        .post("/v2/services", &json!({"id": "pricey", "name": "Pricey", "unitCost": 1_000_000}))
         .await;
     assert_eq!(services.status, 201, "{services:?}");
     let overflow = extra::usage(&app, &account, "pricey", json!({"quantity": MAX})).await;
@@ -136,26 +124,17 @@ async fn unknown_fields_are_422_naming_the_field() {
     let hold_id = s(&held.json, "id");
     let cases: Vec<(&str, Value)> = vec![
         ("/v2/accounts", json!({"name": "A", "colour": "red"})),
-        (
-            "/v2/credits",
-            json!({"accountId": account, "amount": 5, "amountt": 5}),
-        ),
+        ("/v2/credits", json!({"accountId": account, "amount": 5, "amountt": 5})),
         (
             "/v2/credits",
             json!({"accountId": account, "amount": 5, "expires_at": "2030-01-01T00:00:00Z"}),
         ),
-        (
-            "/v2/usage",
-            json!({"accountId": account, "service": "api", "qty": 2}),
-        ),
+        ("/v2/usage", json!({"accountId": account, "service": "api", "qty": 2})),
         (
             "/v2/reservations",
             json!({"accountId": account, "service": "api", "credits": 1, "ttl": 5}),
         ),
-        (
-            "/v2/services",
-            json!({"id": "svc", "name": "S", "unitCost": 1, "price": 3}),
-        ),
+        ("/v2/services", json!({"id": "svc", "name": "S", "unitCost": 1, "price": 3})),
         ("/v2/usage/batch", json!({"events": [], "atomic": true})),
     ];
     for (path, body) in cases {
@@ -177,10 +156,7 @@ async fn unknown_fields_are_422_naming_the_field() {
             .unwrap()
             .clone();
         let detail = answer.json["detail"].as_str().unwrap();
-        assert!(
-            detail.contains(&unknown),
-            "POST {path}: the detail {detail:?} names {unknown}"
-        );
+        assert!(detail.contains(&unknown), "POST {path}: the detail {detail:?} names {unknown}");
     }
     let nested = app
         .patch(
@@ -190,12 +166,7 @@ async fn unknown_fields_are_422_naming_the_field() {
         .await;
     assert_problem(&nested, 422, "validation_failed");
     assert!(nested.json["detail"].as_str().unwrap().contains("currency"));
-    let patch = app
-        .patch(
-            &format!("/v2/accounts/{account}"),
-            &json!({"nickname": "x"}),
-        )
-        .await;
+    let patch = app.patch(&format!("/v2/accounts/{account}"), &json!({"nickname": "x"})).await;
     assert_problem(&patch, 422, "validation_failed");
     assert!(patch.json["detail"].as_str().unwrap().contains("nickname"));
     let capture = app
@@ -208,10 +179,7 @@ async fn unknown_fields_are_422_naming_the_field() {
     assert_problem(&capture, 422, "validation_failed");
     assert!(capture.json["detail"].as_str().unwrap().contains("amount"));
     let still = app.get(&format!("/v2/reservations/{hold_id}")).await;
-    assert_eq!(
-        still.json["status"], "held",
-        "a refused capture changes nothing"
-    );
+    assert_eq!(still.json["status"], "held", "a refused capture changes nothing");
 }
 
 #[tokio::test]
@@ -225,12 +193,7 @@ async fn malformed_json_is_400() {
         r#"{"accountId": 'x'}"#,
         "{\"a\":1}{\"b\":2}",
     ] {
-        for path in [
-            "/v2/credits",
-            "/v2/usage",
-            "/v2/accounts",
-            "/v2/reservations",
-        ] {
+        for path in ["/v2/credits", "/v2/usage", "/v2/accounts", "/v2/reservations"] {
             let answer = post_text(&app, path, body).await;
             assert_problem(&answer, 400, "bad_request");
         }
@@ -238,10 +201,7 @@ async fn malformed_json_is_400() {
     let invalid_utf8 = post_bytes(
         &app,
         "/v2/usage",
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", "u8"),
-        ],
+        &[("content-type", "application/json"), ("idempotency-key", "u8")],
         vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'],
     )
     .await;
@@ -265,26 +225,16 @@ async fn idempotency_key_required_and_bounded() {
     assert_problem(&answer, 400, "bad_request");
     // On any POST, not only where it is required.
     let answer = app
-        .post_idempotent(
-            "/v2/credits",
-            &too_long,
-            &json!({"accountId": account, "amount": 1}),
-        )
+        .post_idempotent("/v2/credits", &too_long, &json!({"accountId": account, "amount": 1}))
         .await;
     assert_problem(&answer, 400, "bad_request");
-    let answer = app
-        .post_idempotent("/v2/accounts", &too_long, &json!({"name": "x"}))
-        .await;
+    let answer = app.post_idempotent("/v2/accounts", &too_long, &json!({"name": "x"})).await;
     assert_problem(&answer, 400, "bad_request");
 
     let empty = app.post_idempotent("/v2/usage", "", &body).await;
     assert_problem(&empty, 400, "bad_request");
 
-    assert_eq!(
-        app.credit(&s(&record, "id")).await["used"],
-        0,
-        "no refused request charged"
-    );
+    assert_eq!(app.credit(&s(&record, "id")).await["used"], 0, "no refused request charged");
 
     let longest = "k".repeat(255);
     let answer = app.post_idempotent("/v2/usage", &longest, &body).await;
@@ -320,9 +270,7 @@ async fn bodies_over_1_mib_are_413() {
                 "service": "api", "metadata": {"pad": "y".repeat(1024)}})
         })
         .collect();
-    let answer = app
-        .post("/v2/usage/batch", &json!({ "events": events }))
-        .await;
+    let answer = app.post("/v2/usage/batch", &json!({ "events": events })).await;
     assert_problem(&answer, 413, "payload_too_large");
 
     let usage = app
@@ -341,20 +289,11 @@ async fn bodies_over_1_mib_are_413() {
 #[tokio::test]
 async fn unknown_paths_are_404_problems() {
     let app = common::spawn_app().await;
-    for path in [
-        "/v2/nope",
-        "/nope",
-        "/v2/credits/x/y/z",
-        "/v3/credits",
-        "/v2/",
-    ] {
+    for path in ["/v2/nope", "/nope", "/v2/credits/x/y/z", "/v3/credits", "/v2/"] {
         let answer = app.get(path).await;
         assert_problem(&answer, 404, "not_found");
         let answer = get_as(&app, path, None, &[]).await;
-        assert!(
-            answer.status == 404 || answer.status == 401,
-            "{path} without a key: {answer:?}"
-        );
+        assert!(answer.status == 404 || answer.status == 401, "{path} without a key: {answer:?}");
         assert_problem_shape(&answer);
     }
     let answer = post_fresh(&app, "/v2/nope", &json!({})).await;
@@ -400,21 +339,11 @@ async fn missing_or_wrong_bearer_is_401() {
         common::ADMIN_KEY.to_string(),
         format!("Token {}", common::ADMIN_KEY),
     ] {
-        let answer = get_as(
-            &app,
-            "/v2/credits",
-            None,
-            &[("authorization", header.as_str())],
-        )
-        .await;
+        let answer = get_as(&app, "/v2/credits", None, &[("authorization", header.as_str())]).await;
         assert_problem(&answer, 401, "unauthorized");
     }
     let list = app.get(&format!("/v2/credits?accountId={account}")).await;
-    assert_eq!(
-        list.json["data"],
-        json!([]),
-        "no unauthorized write happened"
-    );
+    assert_eq!(list.json["data"], json!([]), "no unauthorized write happened");
     // The liveness endpoints need no key.
     assert_eq!(get_as(&app, "/healthz", None, &[]).await.status, 200);
 }
@@ -430,14 +359,10 @@ fn not_a_clean_answer(answer: &common::Answer) -> Option<String> {
     }
     let content_type = answer.header("content-type").unwrap_or("");
     if !content_type.starts_with("application/problem+json") {
-        return Some(format!(
-            "content-type {content_type:?}, not application/problem+json"
-        ));
+        return Some(format!("content-type {content_type:?}, not application/problem+json"));
     }
     let body = &answer.json;
-    let shaped = ["type", "title", "detail", "code"]
-        .iter()
-        .all(|f| body[*f].is_string())
+    let shaped = ["type", "title", "detail", "code"].iter().all(|f| body[*f].is_string())
         && body["status"].as_u64() == Some(u64::from(answer.status));
     if !shaped {
         return Some("not a problem body".to_string());
@@ -494,10 +419,7 @@ async fn no_input_gets_a_5xx() {
             "r".repeat(5000)
         ),
         format!(r#"{{"accountId": "{account}", "amount": 5, "service": "SMART CHECK"}}"#),
-        format!(
-            r#"{{"accountId": "{account}", "amount": 5, "service": "{}"}}"#,
-            "s".repeat(500)
-        ),
+        format!(r#"{{"accountId": "{account}", "amount": 5, "service": "{}"}}"#, "s".repeat(500)),
         format!(r#"{{"accountId": "{account}", "amount": 5, "description": "\u0000\ud800"}}"#),
         format!(r#"{{"accountId": "{account}", "amount": 5, "description": "🦀 ünïcödé \u202e"}}"#),
         r#"{"accountId": "' OR 1=1 --", "amount": 5}"#.into(),
@@ -553,10 +475,7 @@ async fn no_input_gets_a_5xx() {
         }
     }
     for body in &bodies[..8] {
-        for path in [
-            format!("/v2/accounts/{account}"),
-            "/v2/services/api".to_string(),
-        ] {
+        for path in [format!("/v2/accounts/{account}"), "/v2/services/api".to_string()] {
             let answer = app
                 .request(
                     reqwest::Method::PATCH,
@@ -588,13 +507,7 @@ async fn no_input_gets_a_5xx() {
         .await;
         check(format!("POST /v2/usage with {name}: {value}"), answer);
     }
-    let answer = post_bytes(
-        &app,
-        "/v2/usage",
-        &[("idempotency-key", "ключ")],
-        Vec::new(),
-    )
-    .await;
+    let answer = post_bytes(&app, "/v2/usage", &[("idempotency-key", "ключ")], Vec::new()).await;
     check("a non-ASCII idempotency key".into(), answer);
 
     // Query strings and paths.
@@ -638,20 +551,12 @@ async fn no_input_gets_a_5xx() {
     for path in &queries {
         let answer = app.get(path).await;
         check(format!("GET {path:.100}"), answer);
-        let csv = get_as(
-            &app,
-            path,
-            Some(common::ADMIN_KEY),
-            &[("accept", "text/csv")],
-        )
-        .await;
+        let csv = get_as(&app, path, Some(common::ADMIN_KEY), &[("accept", "text/csv")]).await;
         check(format!("GET {path:.100} as CSV"), csv);
     }
-    for path in [
-        "/v2/credits/%FF/void",
-        "/v2/reservations/%FF/capture",
-        "/v2/reservations/%FF/release",
-    ] {
+    for path in
+        ["/v2/credits/%FF/void", "/v2/reservations/%FF/capture", "/v2/reservations/%FF/release"]
+    {
         let answer = post_text(&app, path, "{}").await;
         check(format!("POST {path}"), answer);
     }
@@ -666,19 +571,13 @@ async fn no_input_gets_a_5xx() {
         reqwest::Method::OPTIONS,
     ] {
         for path in ["/v2/credits", "/v2/balance", "/v2/usage/batch", "/healthz"] {
-            let answer = app
-                .request(method.clone(), path, Some(common::ADMIN_KEY), &[], None)
-                .await;
+            let answer =
+                app.request(method.clone(), path, Some(common::ADMIN_KEY), &[], None).await;
             check(format!("{method} {path}"), answer);
         }
     }
 
-    assert!(
-        failures.is_empty(),
-        "{} bad answers:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} bad answers:\n{}", failures.len(), failures.join("\n"));
 
     // The service still works and nothing broke the record's equation.
     let read = app.credit(&credit_id).await;

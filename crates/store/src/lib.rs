@@ -7,6 +7,7 @@
 //! durable when sent, and one fsync is shared by every request that arrived meanwhile (group
 //! commit). Reads use a pool of read-only connections and see only committed data.
 
+mod outbox;
 mod read;
 mod rows;
 mod schema;
@@ -45,7 +46,14 @@ impl From<r2d2::Error> for StoreError {
 
 /// Turns an outcome into the HTTP answer that is stored for idempotent replay. The API provides
 /// it, so that this crate never knows JSON or HTTP.
-pub type Render = Arc<dyn Fn(&Command, &Outcome) -> Rendered + Send + Sync>;
+pub trait Renderer: Send + Sync {
+    /// The answer to a write, stored with its idempotency key.
+    fn answer(&self, command: &Command, outcome: &Outcome) -> Rendered;
+    /// The `data` of an event, stored in the outbox with it.
+    fn event_data(&self, data: &EventData) -> String;
+}
+
+pub type Render = Arc<dyn Renderer>;
 
 struct Job {
     requests: Vec<WriteRequest>,
@@ -81,30 +89,19 @@ impl Store {
                 "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -16000;",
             )
         });
-        let readers = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(2))
-            .build(manager)?;
+        let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
         let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
         let thread = std::thread::Builder::new()
             .name("credits-writer".into())
             .spawn(move || writer::run(connection, receiver, render))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok((
-            Store {
-                writer: sender,
-                readers,
-            },
-            WriterHandle(thread),
-        ))
+        Ok((Store { writer: sender, readers }, WriterHandle(thread)))
     }
 
     /// Executes one write and answers once it is durable.
     pub async fn write(&self, request: WriteRequest) -> Result<Executed, StoreError> {
         let mut results = self.write_many(vec![request]).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Unavailable("no answer".into())))
+        results.pop().unwrap_or_else(|| Err(StoreError::Unavailable("no answer".into())))
     }
 
     /// Executes independent writes in one commit; each has its own result.
@@ -117,9 +114,7 @@ impl Store {
             .send(Job { requests, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
+        answer.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))
     }
 
     /// Runs a read on a pooled read-only connection, off the async threads.

@@ -53,20 +53,34 @@ pub(crate) fn member_find(connection: &Connection, id: &str) -> Result<Option<Me
         "SELECT {} FROM members WHERE id = ?1 AND deleted_at IS NULL",
         rows::MEMBER_COLUMNS
     );
-    let row = connection
-        .prepare_cached(&sql)?
-        .query_row([id], rows::member_from_row)
-        .optional()?;
+    let row = connection.prepare_cached(&sql)?.query_row([id], rows::member_from_row).optional()?;
     Ok(row.map(|(_, member)| member))
 }
 
 pub(crate) fn budget_find(connection: &Connection, id: &str) -> Result<Option<Budget>, StoreError> {
     let sql = format!("SELECT {} FROM budgets WHERE id = ?1", rows::BUDGET_COLUMNS);
-    let row = connection
-        .prepare_cached(&sql)?
-        .query_row([id], rows::budget_from_row)
-        .optional()?;
+    let row = connection.prepare_cached(&sql)?.query_row([id], rows::budget_from_row).optional()?;
     Ok(row.map(|(_, budget)| budget))
+}
+
+pub(crate) fn event_find(connection: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
+    let sql = format!("SELECT {} FROM events WHERE id = ?1", rows::EVENT_COLUMNS);
+    let row = connection.prepare_cached(&sql)?.query_row([id], rows::event_from_row).optional()?;
+    Ok(row.map(|(_, event)| event))
+}
+
+/// An endpoint that was not deleted.
+pub(crate) fn endpoint_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<WebhookEndpoint>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM webhook_endpoints WHERE id = ?1 AND deleted_at IS NULL",
+        rows::ENDPOINT_COLUMNS
+    );
+    let row =
+        connection.prepare_cached(&sql)?.query_row([id], rows::endpoint_from_row).optional()?;
+    Ok(row.map(|(_, endpoint)| endpoint))
 }
 
 pub(crate) fn credit_find(
@@ -74,10 +88,7 @@ pub(crate) fn credit_find(
     id: &str,
 ) -> Result<Option<CreditRecord>, StoreError> {
     let sql = format!("SELECT {} FROM credits WHERE id = ?1", rows::CREDIT_COLUMNS);
-    let row = connection
-        .prepare_cached(&sql)?
-        .query_row([id], rows::credit_from_row)
-        .optional()?;
+    let row = connection.prepare_cached(&sql)?.query_row([id], rows::credit_from_row).optional()?;
     Ok(row.map(|(_, record)| record))
 }
 
@@ -85,14 +96,8 @@ pub(crate) fn reservation_find(
     connection: &Connection,
     id: &str,
 ) -> Result<Option<Reservation>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM reservations WHERE id = ?1",
-        rows::RESERVATION_COLUMNS
-    );
-    Ok(connection
-        .prepare_cached(&sql)?
-        .query_row([id], rows::reservation_from_row)
-        .optional()?)
+    let sql = format!("SELECT {} FROM reservations WHERE id = ?1", rows::RESERVATION_COLUMNS);
+    Ok(connection.prepare_cached(&sql)?.query_row([id], rows::reservation_from_row).optional()?)
 }
 
 /// Builds `WHERE` clauses and their parameters for the list queries.
@@ -139,10 +144,7 @@ impl<'c> Reader<'c> {
             filter.push("seq < ?", [Value::Integer(before)]);
         }
         let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
-        let sql = format!(
-            "{table_sql} {} ORDER BY seq DESC LIMIT {limit}",
-            filter.sql()
-        );
+        let sql = format!("{table_sql} {} ORDER BY seq DESC LIMIT {limit}", filter.sql());
         let mut statement = self.connection.prepare_cached(&sql)?;
         let mut items = Vec::with_capacity(page.limit + 1);
         for row in
@@ -156,10 +158,7 @@ impl<'c> Reader<'c> {
         } else {
             None
         };
-        Ok(Page {
-            items: items.into_iter().map(|(_, item)| item).collect(),
-            next,
-        })
+        Ok(Page { items: items.into_iter().map(|(_, item)| item).collect(), next })
     }
 
     /// The active key with this SHA-256 secret hash, with the current role of the member it is
@@ -195,10 +194,7 @@ impl<'c> Reader<'c> {
     }
 
     pub fn api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM api_keys WHERE id = ?1",
-            rows::API_KEY_COLUMNS
-        );
+        let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
         let row = self
             .connection
             .prepare_cached(&sql)?
@@ -227,23 +223,141 @@ impl<'c> Reader<'c> {
 
     pub fn members(&self, account_id: &str, page: PageRequest) -> Result<Page<Member>, StoreError> {
         let mut filter = Where::default();
-        filter.push(
-            "account_id = ? AND deleted_at IS NULL",
-            [Where::text(account_id)],
-        );
+        filter.push("account_id = ? AND deleted_at IS NULL", [Where::text(account_id)]);
         let table = format!("SELECT {} FROM members", rows::MEMBER_COLUMNS);
         self.page(&table, filter, page, rows::member_from_row)
     }
 
-    pub fn budget(&self, id: &str) -> Result<Option<Budget>, StoreError> {
-        budget_find(self.connection, id)
+    /// Events newest first, of one account (or all, for operators), optionally of one type.
+    pub fn events(
+        &self,
+        account_id: Option<&str>,
+        event_type: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let mut filter = Where::default();
+        if let Some(account_id) = account_id {
+            filter.push("account_id = ?", [Where::text(account_id)]);
+        }
+        if let Some(event_type) = event_type {
+            filter.push("type = ?", [Where::text(event_type)]);
+        }
+        let table = format!("SELECT {} FROM events", rows::EVENT_COLUMNS);
+        self.page(&table, filter, page, rows::event_from_row)
     }
 
-    pub fn budgets(&self, account_id: &str, page: PageRequest) -> Result<Page<Budget>, StoreError> {
+    pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        event_find(self.connection, id)
+    }
+
+    /// Endpoints that were not deleted, of one account, or (operators, `None`) all of them.
+    pub fn webhook_endpoints(
+        &self,
+        account_id: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        let mut filter = Where::default();
+        filter.push("deleted_at IS NULL", []);
+        if let Some(account_id) = account_id {
+            filter.push("account_id = ?", [Where::text(account_id)]);
+        }
+        let table = format!("SELECT {} FROM webhook_endpoints", rows::ENDPOINT_COLUMNS);
+        self.page(&table, filter, page, rows::endpoint_from_row)
+    }
+
+    pub fn webhook_endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, StoreError> {
+        endpoint_find(self.connection, id)
+    }
+
+    /// Every attempt to deliver to an endpoint, newest first.
+    pub fn deliveries(
+        &self,
+        endpoint_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let mut filter = Where::default();
+        filter.push("endpoint_id = ?", [Where::text(endpoint_id)]);
+        let table = format!("SELECT {} FROM deliveries", rows::DELIVERY_COLUMNS);
+        self.page(&table, filter, page, rows::delivery_from_row)
+    }
+
+    /// Pending attempts due at `now`, oldest first, with their endpoint and event.
+    pub fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(100);
+        let sql = format!(
+            "SELECT {} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 \
+             AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints \
+             WHERE disabled_at IS NOT NULL OR deleted_at IS NOT NULL) \
+             ORDER BY next_attempt_at LIMIT ?2",
+            rows::DELIVERY_COLUMNS
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let deliveries: Vec<Delivery> = statement
+            .query_map(params![now.0, limit], rows::delivery_from_row)?
+            .map(|row| row.map(|(_, delivery)| delivery))
+            .collect::<Result<_, _>>()?;
+        let mut due = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let endpoint = endpoint_find(self.connection, &delivery.endpoint_id)?;
+            let event = self.event(&delivery.event_id)?;
+            if let (Some(endpoint), Some(event)) = (endpoint, event) {
+                due.push(DueDelivery { delivery, endpoint, event });
+            }
+        }
+        Ok(due)
+    }
+
+    pub fn budget(&self, id: &str, now: Timestamp) -> Result<Option<Budget>, StoreError> {
+        let Some(budget) = budget_find(self.connection, id)? else { return Ok(None) };
+        let mut budgets = [budget];
+        self.budgets_viewed(&mut budgets, now)?;
+        let [budget] = budgets;
+        Ok(Some(budget))
+    }
+
+    /// Applies to budgets, without writing, the holds that expired but were not swept yet, so
+    /// that `spent` is exact at `now` like balances are.
+    fn budgets_viewed(&self, budgets: &mut [Budget], now: Timestamp) -> Result<(), StoreError> {
+        let Some(account_id) = budgets.first().map(|b| b.account_id.clone()) else {
+            return Ok(());
+        };
+        let sql = format!(
+            "SELECT {} FROM reservations WHERE account_id = ?1 AND status = 'held' \
+             AND expires_at <= ?2",
+            rows::RESERVATION_COLUMNS
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let due: Vec<Reservation> = statement
+            .query_map(params![account_id, now.0], rows::reservation_from_row)?
+            .collect::<Result<_, _>>()?;
+        for budget in budgets.iter_mut() {
+            for hold in &due {
+                if hold.account_id == budget.account_id
+                    && budget.scope.covers(&hold.actor, &hold.service)
+                {
+                    budget.refund(hold.credits, hold.created_at, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn budgets(
+        &self,
+        account_id: &str,
+        page: PageRequest,
+        now: Timestamp,
+    ) -> Result<Page<Budget>, StoreError> {
         let mut filter = Where::default();
         filter.push("account_id = ?", [Where::text(account_id)]);
         let table = format!("SELECT {} FROM budgets", rows::BUDGET_COLUMNS);
-        self.page(&table, filter, page, rows::budget_from_row)
+        let mut page = self.page(&table, filter, page, rows::budget_from_row)?;
+        self.budgets_viewed(&mut page.items, now)?;
+        Ok(page)
     }
 
     pub fn admin_key_exists(&self) -> Result<bool, StoreError> {
@@ -260,10 +374,7 @@ impl<'c> Reader<'c> {
     }
 
     pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM accounts WHERE id = ?1",
-            rows::ACCOUNT_COLUMNS
-        );
+        let sql = format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS);
         let row = self
             .connection
             .prepare_cached(&sql)?
@@ -286,12 +397,10 @@ impl<'c> Reader<'c> {
     }
 
     pub fn services(&self) -> Result<Vec<Service>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT id FROM services ORDER BY id")?;
-        let ids: Vec<String> = statement
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let mut statement =
+            self.connection.prepare_cached("SELECT id FROM services ORDER BY id")?;
+        let ids: Vec<String> =
+            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
         let mut services = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(service) = service_find(self.connection, &id)? {
@@ -369,10 +478,8 @@ impl<'c> Reader<'c> {
         let now_value = Value::Integer(now.0);
         match filter.status {
             None => {}
-            Some(CreditStatus::Active) => sql.push(
-                "status = 'active' AND (expires_at IS NULL OR expires_at > ?)",
-                [now_value],
-            ),
+            Some(CreditStatus::Active) => sql
+                .push("status = 'active' AND (expires_at IS NULL OR expires_at > ?)", [now_value]),
             Some(CreditStatus::Expired) => sql.push(
                 "(status = 'expired' OR (status = 'active' AND expires_at <= ?))",
                 [now_value],

@@ -10,7 +10,10 @@ use credits_core::{
 use credits_core::access::Role;
 use credits_core::budget::{Budget, BudgetScope, Enforcement, Period};
 
-use crate::types::{Account, ApiKey, AutoTopUp, Member, StoredEntry, UsageRecord};
+use crate::types::{
+    Account, ApiKey, AutoTopUp, Delivery, DeliveryStatus, Event, Member, StoredEntry, UsageRecord,
+    WebhookEndpoint,
+};
 use crate::StoreError;
 
 type SqlResult<T> = r2d2_sqlite::rusqlite::Result<T>;
@@ -32,10 +35,8 @@ fn timestamp_opt(row: &Row<'_>, column: usize) -> SqlResult<Option<Timestamp>> {
 }
 
 pub(crate) fn encode_allocations(allocations: &[Allocation]) -> String {
-    let parts: Vec<String> = allocations
-        .iter()
-        .map(|a| format!("{}:{}", a.credit_id, a.credits))
-        .collect();
+    let parts: Vec<String> =
+        allocations.iter().map(|a| format!("{}:{}", a.credit_id, a.credits)).collect();
     parts.join(";")
 }
 
@@ -47,28 +48,23 @@ pub(crate) fn decode_allocations(text: &str, column: usize) -> SqlResult<Vec<All
         .map(|part| {
             let (credit_id, credits) = part.split_once(':').ok_or_else(|| invalid(column, part))?;
             let credits = credits.parse().map_err(|_| invalid(column, part))?;
-            Ok(Allocation {
-                credit_id: credit_id.to_string(),
-                credits,
-            })
+            Ok(Allocation { credit_id: credit_id.to_string(), credits })
         })
         .collect()
 }
 
 pub(crate) const ACCOUNT_COLUMNS: &str = "seq, id, name, external_id, low_balance_threshold, \
     expiring_soon_days, auto_top_up_threshold, auto_top_up_amount, auto_top_up_service, \
-    created_at, updated_at";
+    created_at, updated_at, low_balance_fired, top_up_fired";
 
 pub(crate) fn account_from_row(row: &Row<'_>) -> SqlResult<(i64, Account)> {
     let threshold: Option<u64> = row.get(6)?;
     let amount: Option<u64> = row.get(7)?;
     let service: Option<String> = row.get(8)?;
     let auto_top_up = match (threshold, amount, service) {
-        (Some(threshold), Some(amount), Some(service)) => Some(AutoTopUp {
-            threshold,
-            amount,
-            service,
-        }),
+        (Some(threshold), Some(amount), Some(service)) => {
+            Some(AutoTopUp { threshold, amount, service })
+        }
         _ => None,
     };
     Ok((
@@ -82,6 +78,8 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> SqlResult<(i64, Account)> {
             auto_top_up,
             created_at: timestamp(row, 9)?,
             updated_at: timestamp(row, 10)?,
+            low_balance_fired: row.get(11)?,
+            top_up_fired: row.get(12)?,
         },
     ))
 }
@@ -92,10 +90,12 @@ pub(crate) fn account_save(connection: &Connection, account: &Account) -> SqlRes
         .prepare_cached(
             "INSERT INTO accounts (id, name, external_id, low_balance_threshold, \
              expiring_soon_days, auto_top_up_threshold, auto_top_up_amount, auto_top_up_service, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             created_at, updated_at, low_balance_fired, top_up_fired) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
              ON CONFLICT(id) DO UPDATE SET name = ?2, external_id = ?3, \
              low_balance_threshold = ?4, expiring_soon_days = ?5, auto_top_up_threshold = ?6, \
-             auto_top_up_amount = ?7, auto_top_up_service = ?8, updated_at = ?10",
+             auto_top_up_amount = ?7, auto_top_up_service = ?8, updated_at = ?10, \
+             low_balance_fired = ?11, top_up_fired = ?12",
         )?
         .execute(params![
             account.id,
@@ -108,6 +108,8 @@ pub(crate) fn account_save(connection: &Connection, account: &Account) -> SqlRes
             top_up.map(|t| t.service.as_str()),
             account.created_at.0,
             account.updated_at.0,
+            account.low_balance_fired,
+            account.top_up_fired,
         ])?;
     Ok(())
 }
@@ -193,10 +195,7 @@ pub(crate) fn reservation_from_row(row: &Row<'_>) -> SqlResult<Reservation> {
         status: ReservationStatus::parse(&status).ok_or_else(|| invalid(6, &status))?,
         expires_at: timestamp(row, 7)?,
         allocations: decode_allocations(&allocations, 8)?,
-        actor: Actor {
-            member_id: row.get(9)?,
-            api_key_id: row.get(10)?,
-        },
+        actor: Actor { member_id: row.get(9)?, api_key_id: row.get(10)? },
         usage_id: row.get(11)?,
         created_at: timestamp(row, 12)?,
         updated_at: timestamp(row, 13)?,
@@ -246,10 +245,7 @@ pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
             quantity: row.get(5)?,
             credits: row.get(6)?,
             allocations: decode_allocations(&allocations, 7)?,
-            actor: Actor {
-                member_id: row.get(8)?,
-                api_key_id: row.get(9)?,
-            },
+            actor: Actor { member_id: row.get(8)?, api_key_id: row.get(9)? },
             metadata: row.get(10)?,
             balance_after: row.get(11)?,
             reservation_id: row.get(12)?,
@@ -305,10 +301,7 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> SqlResult<(i64, StoredEntry)> {
                 remaining_after: row.get(5)?,
                 usage_id: row.get(6)?,
                 reservation_id: row.get(7)?,
-                actor: Actor {
-                    member_id: row.get(8)?,
-                    api_key_id: row.get(9)?,
-                },
+                actor: Actor { member_id: row.get(8)?, api_key_id: row.get(9)? },
                 created_at: timestamp(row, 10)?,
             },
         },
@@ -316,10 +309,7 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> SqlResult<(i64, StoredEntry)> {
 }
 
 pub(crate) fn entry_insert(connection: &Connection, entry: &LedgerEntry) -> SqlResult<()> {
-    assert!(
-        entry.credits > 0,
-        "a ledger entry moves a positive amount: {entry:?}"
-    );
+    assert!(entry.credits > 0, "a ledger entry moves a positive amount: {entry:?}");
     connection
         .prepare_cached(
             "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
@@ -401,7 +391,8 @@ pub(crate) fn member_save(connection: &Connection, member: &Member) -> SqlResult
 }
 
 pub(crate) const BUDGET_COLUMNS: &str = "seq, id, account_id, name, scope_type, scope_id, period, \
-    limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at";
+    limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at, \
+    fired_percent, exceeded_fired";
 
 pub(crate) fn budget_from_row(row: &Row<'_>) -> SqlResult<(i64, Budget)> {
     let scope_type: String = row.get(4)?;
@@ -428,6 +419,8 @@ pub(crate) fn budget_from_row(row: &Row<'_>) -> SqlResult<(i64, Budget)> {
             period_start: timestamp(row, 11)?,
             created_at: timestamp(row, 12)?,
             updated_at: timestamp(row, 13)?,
+            fired_percent: row.get(14)?,
+            exceeded_fired: row.get(15)?,
         },
     ))
 }
@@ -437,10 +430,12 @@ pub(crate) fn budget_save(connection: &Connection, budget: &Budget) -> SqlResult
     connection
         .prepare_cached(
             "INSERT INTO budgets (id, account_id, name, scope_type, scope_id, period, \
-             limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             limit_credits, enforcement, thresholds, spent, period_start, created_at, updated_at, \
+             fired_percent, exceeded_fired) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
              ON CONFLICT(id) DO UPDATE SET name = ?3, limit_credits = ?7, enforcement = ?8, \
-             thresholds = ?9, spent = ?10, period_start = ?11, updated_at = ?13",
+             thresholds = ?9, spent = ?10, period_start = ?11, updated_at = ?13, \
+             fired_percent = ?14, exceeded_fired = ?15",
         )?
         .execute(params![
             budget.id,
@@ -456,6 +451,8 @@ pub(crate) fn budget_save(connection: &Connection, budget: &Budget) -> SqlResult
             budget.period_start.0,
             budget.created_at.0,
             budget.updated_at.0,
+            budget.fired_percent,
+            budget.exceeded_fired,
         ])?;
     Ok(())
 }
@@ -464,9 +461,8 @@ pub(crate) fn budgets_of_account(
     connection: &Connection,
     account_id: &str,
 ) -> Result<Vec<Budget>, StoreError> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {BUDGET_COLUMNS} FROM budgets WHERE account_id = ?1"
-    ))?;
+    let mut statement = connection
+        .prepare_cached(&format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE account_id = ?1"))?;
     let budgets = statement
         .query_map([account_id], budget_from_row)?
         .map(|row| row.map(|(_, budget)| budget))
@@ -493,4 +489,97 @@ pub(crate) fn book_load(
         book.holds.push(row?);
     }
     Ok(book)
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, account_id, type, data, created_at";
+
+pub(crate) fn event_from_row(row: &Row<'_>) -> SqlResult<(i64, Event)> {
+    Ok((
+        row.get(0)?,
+        Event {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            event_type: row.get(3)?,
+            data: row.get(4)?,
+            created_at: timestamp(row, 5)?,
+        },
+    ))
+}
+
+pub(crate) fn event_insert(connection: &Connection, event: &Event) -> SqlResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO events (id, account_id, type, data, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            event.id,
+            event.account_id,
+            event.event_type,
+            event.data,
+            event.created_at.0
+        ])?;
+    Ok(())
+}
+
+pub(crate) const ENDPOINT_COLUMNS: &str =
+    "seq, id, account_id, url, events, secret_sealed, disabled_at, created_at";
+
+pub(crate) fn endpoint_from_row(row: &Row<'_>) -> SqlResult<(i64, WebhookEndpoint)> {
+    let events: String = row.get(4)?;
+    Ok((
+        row.get(0)?,
+        WebhookEndpoint {
+            id: row.get(1)?,
+            account_id: row.get(2)?,
+            url: row.get(3)?,
+            events: events.split_whitespace().map(str::to_string).collect(),
+            secret_sealed: row.get(5)?,
+            disabled_at: timestamp_opt(row, 6)?,
+            created_at: timestamp(row, 7)?,
+        },
+    ))
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, endpoint_id, event_id, attempt, status, \
+    response_code, duration_ms, created_at, next_attempt_at";
+
+pub(crate) fn delivery_from_row(row: &Row<'_>) -> SqlResult<(i64, Delivery)> {
+    let status: String = row.get(5)?;
+    Ok((
+        row.get(0)?,
+        Delivery {
+            id: row.get(1)?,
+            endpoint_id: row.get(2)?,
+            event_id: row.get(3)?,
+            attempt: row.get(4)?,
+            status: DeliveryStatus::parse(&status).ok_or_else(|| invalid(5, &status))?,
+            response_code: row.get(6)?,
+            duration_ms: row.get(7)?,
+            created_at: timestamp(row, 8)?,
+            next_attempt_at: timestamp_opt(row, 9)?,
+        },
+    ))
+}
+
+pub(crate) fn delivery_save(connection: &Connection, delivery: &Delivery) -> SqlResult<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO deliveries (id, endpoint_id, event_id, attempt, status, response_code, \
+             duration_ms, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT(id) DO UPDATE SET status = ?5, response_code = ?6, duration_ms = ?7, \
+             next_attempt_at = ?9",
+        )?
+        .execute(params![
+            delivery.id,
+            delivery.endpoint_id,
+            delivery.event_id,
+            delivery.attempt,
+            delivery.status.as_str(),
+            delivery.response_code,
+            delivery.duration_ms,
+            delivery.created_at.0,
+            delivery.next_attempt_at.map(Timestamp::micros),
+        ])?;
+    Ok(())
 }

@@ -201,6 +201,55 @@ CREATE INDEX usage_account_member_seq ON usage(account_id, member_id, seq)
 CREATE INDEX usage_account_key_seq ON usage(account_id, api_key_id, seq)
     WHERE api_key_id IS NOT NULL;
 "#,
+    r#"
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX events_account_seq ON events(account_id, seq);
+CREATE INDEX events_type_seq ON events(type, seq);
+
+CREATE TABLE webhook_endpoints (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret_sealed BLOB NOT NULL,
+    disabled_at INTEGER,
+    deleted_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_endpoints_account_seq ON webhook_endpoints(account_id, seq);
+
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    response_code INTEGER,
+    duration_ms INTEGER,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER
+);
+CREATE INDEX deliveries_endpoint_seq ON deliveries(endpoint_id, seq);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
+
+ALTER TABLE accounts ADD COLUMN low_balance_fired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN top_up_fired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE budgets ADD COLUMN fired_percent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE budgets ADD COLUMN exceeded_fired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE credits ADD COLUMN expiring_soon_sent INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX credits_expiring ON credits(expires_at)
+    WHERE open = 1 AND expired = 0 AND voided = 0 AND expiring_soon_sent = 0
+    AND expires_at IS NOT NULL;
+"#,
 ];
 
 /// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL
@@ -216,9 +265,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     )?;
     let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if mode != "wal" {
-        return Err(StoreError::Unavailable(format!(
-            "journal_mode is {mode}, not wal"
-        )));
+        return Err(StoreError::Unavailable(format!("journal_mode is {mode}, not wal")));
     }
     Ok(connection)
 }

@@ -7,7 +7,10 @@ use r2d2_sqlite::rusqlite::Connection;
 use credits_core::budget::Budget;
 use credits_core::{Actor, Book, Rejection, ReservationStatus, Timestamp};
 
+use crate::outbox::emit;
 use crate::rows;
+use crate::types::EventData;
+use crate::writer::Writer;
 use crate::StoreError;
 
 pub(crate) struct Spending {
@@ -77,6 +80,57 @@ impl Spending {
                 *changed = true;
             }
         }
+    }
+
+    /// Announces thresholds newly reached and a first pass of the limit, once per period each.
+    pub(crate) fn announce(
+        &mut self,
+        connection: &Connection,
+        writer: &mut Writer,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for (budget, changed) in self.budgets.iter_mut().zip(&self.changed) {
+            if !*changed {
+                continue;
+            }
+            for threshold in budget.thresholds_reached() {
+                let data =
+                    EventData::Budget { budget: budget.clone(), threshold, spent: budget.spent };
+                let account_id = budget.account_id.clone();
+                emit(connection, writer, "budget.threshold_reached", &account_id, &data, now)?;
+            }
+            if budget.exceeded_first(false, now) {
+                let data = EventData::Budget {
+                    budget: budget.clone(),
+                    threshold: 100,
+                    spent: budget.spent,
+                };
+                let account_id = budget.account_id.clone();
+                emit(connection, writer, "budget.exceeded", &account_id, &data, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A blocking budget refused a charge: announce it, the first time in the period.
+    pub(crate) fn refused(
+        &mut self,
+        budget_id: &str,
+        connection: &Connection,
+        writer: &mut Writer,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(budget) = self.budgets.iter_mut().find(|b| b.id == budget_id) else {
+            return Ok(());
+        };
+        if budget.exceeded_first(true, now) {
+            let data =
+                EventData::Budget { budget: budget.clone(), threshold: 100, spent: budget.spent };
+            let account_id = budget.account_id.clone();
+            emit(connection, writer, "budget.exceeded", &account_id, &data, now)?;
+            rows::budget_save(connection, budget)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn save(&self, connection: &Connection) -> Result<(), StoreError> {

@@ -23,6 +23,10 @@ pub struct Account {
     pub auto_top_up: Option<AutoTopUp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// `balance.low` was announced and has not re-armed (available rose above the threshold).
+    pub low_balance_fired: bool,
+    /// `topup.requested` likewise.
+    pub top_up_fired: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -79,10 +83,7 @@ pub struct NewCredit {
 #[derive(Debug, Clone)]
 pub enum Cost {
     Explicit(u64),
-    Catalog {
-        operation: Option<String>,
-        quantity: u64,
-    },
+    Catalog { operation: Option<String>, quantity: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +252,26 @@ pub enum Command {
         id: String,
         scope: AccountScope,
     },
+    CreateWebhookEndpoint {
+        account_id: Option<String>,
+        url: String,
+        events: Vec<String>,
+        secret_sealed: Vec<u8>,
+    },
+    DeleteWebhookEndpoint {
+        id: String,
+        scope: AccountScope,
+    },
+    /// Records attempts the dispatcher made (and schedules the retries).
+    RecordAttempts {
+        results: Vec<AttemptResult>,
+    },
+    /// Schedules a new attempt of an event to an endpoint now (manual redelivery).
+    Redeliver {
+        endpoint_id: String,
+        event_id: String,
+        scope: AccountScope,
+    },
     /// Sets the operator admin key (id `key_admin`) to the key with this SHA-256 hash.
     SetAdminKey {
         secret_hash: [u8; 32],
@@ -278,6 +299,9 @@ pub enum Outcome {
         id: String,
     },
     Touched,
+    WebhookEndpoint(WebhookEndpoint),
+    Delivery(Delivery),
+    AttemptsRecorded,
     Rejected(Rejection),
     /// The idempotency key was used before with another request.
     IdempotencyConflict,
@@ -374,4 +398,118 @@ pub struct LedgerFilter {
 pub struct StoredEntry {
     pub id: String,
     pub entry: credits_core::LedgerEntry,
+}
+
+/// What an event carries in `data`; the API renders it as JSON.
+#[derive(Debug, Clone)]
+pub enum EventData {
+    Credit(CreditRecord),
+    Reservation(Reservation),
+    Usage(UsageRecord),
+    /// `balance.low` and `topup.requested`: where available credits stand.
+    Balance {
+        account_id: String,
+        available: u64,
+        threshold: u64,
+        top_up: Option<AutoTopUp>,
+    },
+    /// `budget.threshold_reached` and `budget.exceeded`.
+    Budget {
+        budget: credits_core::budget::Budget,
+        threshold: u32,
+        spent: u64,
+    },
+}
+
+/// An event as stored: `data` is rendered JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    pub account_id: String,
+    pub data: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    /// `None`: an operator endpoint, which gets every account's events.
+    pub account_id: Option<String>,
+    pub url: String,
+    /// Event types, or `*`.
+    pub events: Vec<String>,
+    /// The signing secret, sealed (encrypted) by the webhooks crate; never readable via the API.
+    pub secret_sealed: Vec<u8>,
+    pub disabled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl WebhookEndpoint {
+    pub fn wants(&self, account_id: &str, event_type: &str) -> bool {
+        self.disabled_at.is_none()
+            && self.account_id.as_deref().is_none_or(|own| own == account_id)
+            && self.events.iter().any(|e| e == "*" || e == event_type)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        match text {
+            "pending" => Some(DeliveryStatus::Pending),
+            "succeeded" => Some(DeliveryStatus::Succeeded),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One delivery attempt of one event to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub attempt: u32,
+    pub status: DeliveryStatus,
+    pub response_code: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub created_at: Timestamp,
+    /// When the attempt is due (pending), or when the next one is (failed with a retry left).
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// A pending attempt that is due, with all the dispatcher needs to make it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub endpoint: WebhookEndpoint,
+    pub event: Event,
+}
+
+/// What became of an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub delivery_id: String,
+    pub succeeded: bool,
+    pub response_code: Option<u16>,
+    pub duration_ms: u64,
+    /// The receiver answered 410 Gone: disable the endpoint, no retry.
+    pub disable_endpoint: bool,
+    /// When to try again after a failure; `None`: give up.
+    pub retry_at: Option<Timestamp>,
 }

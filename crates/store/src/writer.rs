@@ -15,6 +15,7 @@ use credits_core::{
     IDEMPOTENCY_TTL_SECONDS, SERVICE_ANY,
 };
 
+use crate::outbox;
 use crate::rows::{self, book_load};
 use crate::spending::Spending;
 use crate::types::*;
@@ -37,29 +38,32 @@ impl Clock {
     }
 }
 
-struct Writer {
+pub(crate) struct Writer {
     clock: Clock,
     ids: ulid::Generator,
-    render: Render,
+    pub(crate) render: Render,
+    /// Every webhook endpoint not deleted: the writer is their only writer, so this stays true.
+    pub(crate) endpoints: Vec<WebhookEndpoint>,
 }
 
 impl Writer {
-    fn id(&mut self, prefix: &str) -> String {
+    pub(crate) fn id(&mut self, prefix: &str) -> String {
         // The generator only fails when more than 2^80 ids share one millisecond.
-        let ulid = self
-            .ids
-            .generate()
-            .unwrap_or_else(|_| ulid::Ulid::generate());
+        let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
         format!("{prefix}_{ulid}")
     }
 }
 
 pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>, render: Render) {
-    let mut writer = Writer {
-        clock: Clock::default(),
-        ids: ulid::Generator::new(),
-        render,
+    let endpoints = match endpoints_load(&connection) {
+        Ok(endpoints) => endpoints,
+        Err(error) => {
+            tracing::error!(%error, "cannot load webhook endpoints; the writer stops");
+            return;
+        }
     };
+    let mut writer =
+        Writer { clock: Clock::default(), ids: ulid::Generator::new(), render, endpoints };
     while let Some(first) = receiver.blocking_recv() {
         let mut count = first.requests.len();
         let mut jobs = vec![first];
@@ -139,12 +143,7 @@ fn execute(
                  WHERE scope = ?1 AND key = ?2",
             )?
             .query_row(params![idempotency.scope, idempotency.key], |row| {
-                Ok((
-                    row.get::<_, Vec<u8>>(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get::<_, i64>(3)?))
             })
             .optional()?;
         let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
@@ -152,24 +151,16 @@ fn execute(
             if created_at > fresh_after {
                 if hash == idempotency.request_hash {
                     let rendered = Rendered { status, body };
-                    return Ok(Executed {
-                        rendered,
-                        replayed: true,
-                        outcome: None,
-                    });
+                    return Ok(Executed { rendered, replayed: true, outcome: None });
                 }
                 let outcome = Outcome::IdempotencyConflict;
-                let rendered = (writer.render)(&request.command, &outcome);
-                return Ok(Executed {
-                    rendered,
-                    replayed: false,
-                    outcome: Some(outcome),
-                });
+                let rendered = writer.render.answer(&request.command, &outcome);
+                return Ok(Executed { rendered, replayed: false, outcome: Some(outcome) });
             }
         }
     }
     let outcome = apply(connection, writer, &request.command, now)?;
-    let rendered = (writer.render)(&request.command, &outcome);
+    let rendered = writer.render.answer(&request.command, &outcome);
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
             connection
@@ -188,18 +179,23 @@ fn execute(
                 ])?;
         }
     }
-    Ok(Executed {
-        rendered,
-        replayed: false,
-        outcome: Some(outcome),
-    })
+    Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
 }
 
 fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
     Ok(Outcome::Rejected(rejection))
 }
 
-fn persist(connection: &Connection, book: &Book, effects: &Effects) -> Result<(), StoreError> {
+/// Writes what an operation changed, with the events its transitions cause.
+fn persist(
+    connection: &Connection,
+    writer: &mut Writer,
+    book: &Book,
+    before: &[(credits_core::CreditStatus, bool)],
+    effects: &Effects,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    outbox::book_events(connection, writer, book, before, effects, now)?;
     for &index in &effects.records_changed {
         rows::credit_save(connection, &book.records[index])?;
     }
@@ -214,10 +210,7 @@ fn persist(connection: &Connection, book: &Book, effects: &Effects) -> Result<()
 
 fn account_find(connection: &Connection, id: &str) -> Result<Option<Account>, StoreError> {
     let account = connection
-        .prepare_cached(&format!(
-            "SELECT {} FROM accounts WHERE id = ?1",
-            rows::ACCOUNT_COLUMNS
-        ))?
+        .prepare_cached(&format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS))?
         .query_row([id], rows::account_from_row)
         .optional()?;
     Ok(account.map(|(_, account)| account))
@@ -259,6 +252,8 @@ fn apply(
                 auto_top_up: new.auto_top_up.clone(),
                 created_at: now,
                 updated_at: now,
+                low_balance_fired: false,
+                top_up_fired: false,
             };
             rows::account_save(connection, &account)?;
             Ok(Outcome::Account(account))
@@ -288,16 +283,9 @@ fn apply(
             rows::account_save(connection, &account)?;
             Ok(Outcome::Account(account))
         }
-        Command::CreateService {
-            id,
-            name,
-            unit_cost,
-            operations,
-        } => {
+        Command::CreateService { id, name, unit_cost, operations } => {
             if crate::read::service_find(connection, id)?.is_some() || id == SERVICE_ANY {
-                return rejected(Rejection::Validation(format!(
-                    "service {id} already exists"
-                )));
+                return rejected(Rejection::Validation(format!("service {id} already exists")));
             }
             let service = Service {
                 id: id.clone(),
@@ -328,47 +316,48 @@ fn apply(
             Ok(Outcome::Service(service))
         }
         Command::CreateCredit(new) => credit_create(connection, writer, new, now),
-        Command::VoidCredit {
-            credit_id,
-            scope,
-            actor,
-        } => {
+        Command::VoidCredit { credit_id, scope, actor } => {
             let record = crate::read::credit_find(connection, credit_id)?
                 .filter(|record| in_scope(scope, &record.account_id));
             let Some(record) = record else {
                 return rejected(Rejection::NotFound(format!("credit {credit_id}")));
             };
             let mut book = book_load(connection, &record.account_id)?;
+            let before = outbox::statuses(&book);
             if !book.records.iter().any(|r| r.id == record.id) {
                 book.records.push(record);
             }
             let mut effects = Effects::default();
             match book.void(credit_id, actor, now, &mut effects) {
                 Ok(index) => {
-                    persist(connection, &book, &effects)?;
-                    Ok(Outcome::Credit(book.records[index].clone()))
+                    persist(connection, writer, &book, &before, &effects, now)?;
+                    let record = book.records[index].clone();
+                    let data = EventData::Credit(record.clone());
+                    outbox::emit(
+                        connection,
+                        writer,
+                        "credit.voided",
+                        &record.account_id,
+                        &data,
+                        now,
+                    )?;
+                    Ok(Outcome::Credit(record))
                 }
                 Err(rejection) => rejected(rejection),
             }
         }
         Command::RecordUsage(new) => usage_record(connection, writer, new, now),
         Command::CreateReservation(new) => reservation_create(connection, writer, new, now),
-        Command::CaptureReservation {
-            id,
-            credits,
-            scope,
-            actor,
-        } => reservation_settle(connection, writer, id, Some(*credits), scope, actor, now),
+        Command::CaptureReservation { id, credits, scope, actor } => {
+            reservation_settle(connection, writer, id, Some(*credits), scope, actor, now)
+        }
         Command::ReleaseReservation { id, scope, actor } => {
             reservation_settle(connection, writer, id, None, scope, actor, now)
         }
-        Command::Sweep => sweep(connection, now),
-        Command::CreateMember {
-            account_id,
-            email,
-            name,
-            role,
-        } => member_create(connection, writer, account_id, email, name, *role, now),
+        Command::Sweep => sweep(connection, writer, now),
+        Command::CreateMember { account_id, email, name, role } => {
+            member_create(connection, writer, account_id, email, name, *role, now)
+        }
         Command::UpdateMember { id, patch, scope } => {
             member_update(connection, id, patch, scope, now)
         }
@@ -448,15 +437,103 @@ fn apply(
             if budget.is_none() {
                 return rejected(Rejection::NotFound(format!("budget {id}")));
             }
-            connection
-                .prepare_cached("DELETE FROM budgets WHERE id = ?1")?
-                .execute([id])?;
+            connection.prepare_cached("DELETE FROM budgets WHERE id = ?1")?.execute([id])?;
             Ok(Outcome::Deleted { id: id.clone() })
         }
-        Command::SetAdminKey {
-            secret_hash,
-            prefix,
-        } => {
+        Command::CreateWebhookEndpoint { account_id, url, events, secret_sealed } => {
+            if let Some(account_id) = account_id {
+                if account_find(connection, account_id)?.is_none() {
+                    return rejected(Rejection::NotFound(format!("account {account_id}")));
+                }
+            }
+            let endpoint = WebhookEndpoint {
+                id: writer.id("whe"),
+                account_id: account_id.clone(),
+                url: url.clone(),
+                events: events.clone(),
+                secret_sealed: secret_sealed.clone(),
+                disabled_at: None,
+                created_at: now,
+            };
+            connection
+                .prepare_cached(
+                    "INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed, \
+                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    endpoint.id,
+                    endpoint.account_id,
+                    endpoint.url,
+                    endpoint.events.join(" "),
+                    endpoint.secret_sealed,
+                    now.0
+                ])?;
+            writer.endpoints.push(endpoint.clone());
+            Ok(Outcome::WebhookEndpoint(endpoint))
+        }
+        Command::DeleteWebhookEndpoint { id, scope } => {
+            let found = writer.endpoints.iter().position(|e| {
+                e.id == *id
+                    && match (scope, &e.account_id) {
+                        (None, _) => true,
+                        (Some(scope), Some(account_id)) => scope == account_id,
+                        (Some(_), None) => false,
+                    }
+            });
+            let Some(index) = found else {
+                return rejected(Rejection::NotFound(format!("webhook endpoint {id}")));
+            };
+            connection
+                .prepare_cached("UPDATE webhook_endpoints SET deleted_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now.0])?;
+            connection
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL \
+                     WHERE endpoint_id = ?1 AND status = 'pending'",
+                )?
+                .execute([id])?;
+            writer.endpoints.remove(index);
+            Ok(Outcome::Deleted { id: id.clone() })
+        }
+        Command::RecordAttempts { results } => {
+            attempts_record(connection, writer, results, now)?;
+            Ok(Outcome::AttemptsRecorded)
+        }
+        Command::Redeliver { endpoint_id, event_id, scope } => {
+            let endpoint = writer.endpoints.iter().find(|e| {
+                e.id == *endpoint_id
+                    && scope.as_deref().is_none_or(|s| e.account_id.as_deref() == Some(s))
+            });
+            let event = crate::read::event_find(connection, event_id)?;
+            let (Some(endpoint), Some(event)) = (endpoint, event) else {
+                return rejected(Rejection::NotFound(format!(
+                    "event {event_id} of endpoint {endpoint_id}"
+                )));
+            };
+            if endpoint.account_id.as_deref().is_some_and(|a| a != event.account_id) {
+                return rejected(Rejection::NotFound(format!("event {event_id}")));
+            }
+            let attempt: u32 = connection
+                .prepare_cached(
+                    "SELECT coalesce(max(attempt), 0) FROM deliveries WHERE endpoint_id = ?1 \
+                     AND event_id = ?2",
+                )?
+                .query_row(params![endpoint_id, event_id], |row| row.get(0))?;
+            let delivery = Delivery {
+                id: writer.id("dlv"),
+                endpoint_id: endpoint_id.clone(),
+                event_id: event_id.clone(),
+                attempt: attempt + 1,
+                status: DeliveryStatus::Pending,
+                response_code: None,
+                duration_ms: None,
+                created_at: now,
+                next_attempt_at: Some(now),
+            };
+            rows::delivery_save(connection, &delivery)?;
+            Ok(Outcome::Delivery(delivery))
+        }
+        Command::SetAdminKey { secret_hash, prefix } => {
             connection
                 .prepare_cached(
                     "INSERT INTO api_keys (id, account_id, member_id, name, prefix, secret_hash, \
@@ -507,10 +584,7 @@ fn credit_create(
     }
     if new.service != SERVICE_ANY && crate::read::service_find(connection, &new.service)?.is_none()
     {
-        return rejected(Rejection::Validation(format!(
-            "unknown service {}",
-            new.service
-        )));
+        return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     }
     if let Some(reference) = &new.reference {
         let exists = connection
@@ -541,6 +615,7 @@ fn credit_create(
         updated_at: now,
     };
     let mut book = book_load(connection, &new.account_id)?;
+    let before = outbox::statuses(&book);
     let mut effects = Effects::default();
     match book.create_credit(record, now, &mut effects) {
         Ok(index) => {
@@ -549,7 +624,9 @@ fn credit_create(
                     entry.actor = new.actor.clone();
                 }
             }
-            persist(connection, &book, &effects)?;
+            persist(connection, writer, &book, &before, &effects, now)?;
+            let data = EventData::Credit(book.records[index].clone());
+            outbox::emit(connection, writer, "credit.created", &new.account_id, &data, now)?;
             Ok(Outcome::Credit(book.records[index].clone()))
         }
         Err(rejection) => rejected(rejection),
@@ -561,10 +638,7 @@ fn credit_create(
 fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
     let cost = match &new.cost {
         Cost::Explicit(credits) => Some(*credits),
-        Cost::Catalog {
-            operation,
-            quantity,
-        } => {
+        Cost::Catalog { operation, quantity } => {
             let unit = match operation {
                 None => service.unit_cost,
                 Some(name) => *service.operations.get(name).ok_or_else(|| {
@@ -576,9 +650,7 @@ fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
     };
     match cost {
         Some(cost) if cost <= credits_core::CREDITS_MAX => Ok(cost),
-        _ => Err(Rejection::Validation(
-            "the cost exceeds 9007199254740991 credits".into(),
-        )),
+        _ => Err(Rejection::Validation("the cost exceeds 9007199254740991 credits".into())),
     }
 }
 
@@ -592,10 +664,7 @@ fn usage_record(
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     }
     let Some(service) = crate::read::service_find(connection, &new.service)? else {
-        return rejected(Rejection::Validation(format!(
-            "unknown service {}",
-            new.service
-        )));
+        return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     };
     let credits = match usage_cost(&service, new) {
         Ok(credits) => credits,
@@ -606,11 +675,15 @@ fn usage_record(
     }
     let usage_id = writer.id("use");
     let mut book = book_load(connection, &new.account_id)?;
+    let before = outbox::statuses(&book);
     let mut effects = Effects::default();
     book.settle(now, &mut effects);
     let mut spending = Spending::load(connection, &new.account_id)?;
     spending.holds_settled(&book, &effects.holds_changed, now);
     if let Err(rejection) = spending.check(&new.actor, &new.service, credits, now) {
+        if let Rejection::BudgetExceeded { budget_id, .. } = &rejection {
+            spending.refused(budget_id, connection, writer, now)?;
+        }
         return rejected(rejection);
     }
     let (allocations, balance_after) = if credits == 0 {
@@ -629,7 +702,8 @@ fn usage_record(
         }
     };
     spending.charge(&new.actor, &new.service, credits, now);
-    persist(connection, &book, &effects)?;
+    persist(connection, writer, &book, &before, &effects, now)?;
+    spending.announce(connection, writer, now)?;
     spending.save(connection)?;
     let usage = UsageRecord {
         id: usage_id,
@@ -646,6 +720,8 @@ fn usage_record(
         created_at: now,
     };
     rows::usage_insert(connection, &usage)?;
+    let data = EventData::Usage(usage.clone());
+    outbox::emit(connection, writer, "usage.recorded", &usage.account_id, &data, now)?;
     Ok(Outcome::Usage(usage))
 }
 
@@ -659,10 +735,7 @@ fn reservation_create(
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     }
     if crate::read::service_find(connection, &new.service)?.is_none() {
-        return rejected(Rejection::Validation(format!(
-            "unknown service {}",
-            new.service
-        )));
+        return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     }
     let request = HoldRequest {
         reservation_id: writer.id("res"),
@@ -675,17 +748,22 @@ fn reservation_create(
         return rejected(rejection);
     }
     let mut book = book_load(connection, &new.account_id)?;
+    let before = outbox::statuses(&book);
     let mut effects = Effects::default();
     book.settle(now, &mut effects);
     let mut spending = Spending::load(connection, &new.account_id)?;
     spending.holds_settled(&book, &effects.holds_changed, now);
     if let Err(rejection) = spending.check(&new.actor, &new.service, new.credits, now) {
+        if let Rejection::BudgetExceeded { budget_id, .. } = &rejection {
+            spending.refused(budget_id, connection, writer, now)?;
+        }
         return rejected(rejection);
     }
     match book.hold(&request, now, &mut effects) {
         Ok(index) => {
             spending.charge(&new.actor, &new.service, new.credits, now);
-            persist(connection, &book, &effects)?;
+            persist(connection, writer, &book, &before, &effects, now)?;
+            spending.announce(connection, writer, now)?;
             spending.save(connection)?;
             Ok(Outcome::Reservation(book.holds[index].clone()))
         }
@@ -709,15 +787,14 @@ fn reservation_settle(
         return rejected(Rejection::NotFound(format!("reservation {id}")));
     };
     let mut book = book_load(connection, &hold.account_id)?;
+    let before = outbox::statuses(&book);
     if !book.holds.iter().any(|h| h.id == hold.id) {
         book.holds.push(hold.clone());
     }
     let mut effects = Effects::default();
     let usage_id = writer.id("use");
     let result = match capture {
-        Some(credits) => book
-            .capture(id, credits, &usage_id, actor, now, &mut effects)
-            .map(Some),
+        Some(credits) => book.capture(id, credits, &usage_id, actor, now, &mut effects).map(Some),
         None => book.release(id, now, &mut effects).map(|()| None),
     };
     let captured = match result {
@@ -726,7 +803,7 @@ fn reservation_settle(
     };
     let mut spending = Spending::load(connection, &hold.account_id)?;
     spending.holds_settled(&book, &effects.holds_changed, now);
-    persist(connection, &book, &effects)?;
+    persist(connection, writer, &book, &before, &effects, now)?;
     spending.save(connection)?;
     if let Some(allocations) = captured {
         let credits = allocations.iter().map(|a| a.credits).sum();
@@ -745,18 +822,19 @@ fn reservation_settle(
             created_at: now,
         };
         rows::usage_insert(connection, &usage)?;
+        let data = EventData::Usage(usage.clone());
+        outbox::emit(connection, writer, "usage.recorded", &usage.account_id, &data, now)?;
     }
-    let updated = book
-        .holds
-        .iter()
-        .find(|h| h.id == id)
-        .cloned()
-        .unwrap_or(hold);
+    let updated = book.holds.iter().find(|h| h.id == id).cloned().unwrap_or(hold);
     Ok(Outcome::Reservation(updated))
 }
 
 /// Applies due expiries of a bounded number of accounts and forgets old idempotency keys.
-fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError> {
+fn sweep(
+    connection: &Connection,
+    writer: &mut Writer,
+    now: Timestamp,
+) -> Result<Outcome, StoreError> {
     let mut accounts: Vec<String> = Vec::new();
     for sql in [
         "SELECT DISTINCT account_id FROM reservations WHERE status = 'held' AND expires_at <= ?1 \
@@ -775,6 +853,7 @@ fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError>
     let (mut expired_holds, mut expired_credits) = (0, 0);
     for account_id in accounts {
         let mut book = book_load(connection, &account_id)?;
+        let before = outbox::statuses(&book);
         let mut effects = Effects::default();
         book.settle(now, &mut effects);
         if !effects.holds_changed.is_empty() {
@@ -783,13 +862,11 @@ fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError>
             spending.save(connection)?;
         }
         expired_holds += effects.holds_changed.len();
-        expired_credits += effects
-            .records_changed
-            .iter()
-            .filter(|&&i| book.records[i].expired)
-            .count();
-        persist(connection, &book, &effects)?;
+        expired_credits +=
+            effects.records_changed.iter().filter(|&&i| book.records[i].expired).count();
+        persist(connection, writer, &book, &before, &effects, now)?;
     }
+    outbox::expiring_soon(connection, writer, now)?;
     let forget_before = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     connection
         .prepare_cached(
@@ -797,21 +874,13 @@ fn sweep(connection: &Connection, now: Timestamp) -> Result<Outcome, StoreError>
              WHERE created_at <= ?1 LIMIT 10000)",
         )?
         .execute([forget_before])?;
-    Ok(Outcome::Swept {
-        expired_holds,
-        expired_credits,
-    })
+    Ok(Outcome::Swept { expired_holds, expired_credits })
 }
 
 fn api_key_find(connection: &Connection, id: &str) -> Result<Option<ApiKey>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM api_keys WHERE id = ?1",
-        rows::API_KEY_COLUMNS
-    );
-    let row = connection
-        .prepare_cached(&sql)?
-        .query_row([id], rows::api_key_from_row)
-        .optional()?;
+    let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
+    let row =
+        connection.prepare_cached(&sql)?.query_row([id], rows::api_key_from_row).optional()?;
     Ok(row.map(|(_, key)| key))
 }
 
@@ -843,9 +912,7 @@ fn member_create(
         return rejected(Rejection::NotFound(format!("account {account_id}")));
     }
     if email_taken(connection, account_id, email, None)? {
-        return rejected(Rejection::Validation(format!(
-            "a member with email {email} exists"
-        )));
+        return rejected(Rejection::Validation(format!("a member with email {email} exists")));
     }
     let member = Member {
         id: writer.id("mem"),
@@ -874,9 +941,7 @@ fn member_update(
     };
     if let Some(email) = &patch.email {
         if email_taken(connection, &member.account_id, email, Some(id))? {
-            return rejected(Rejection::Validation(format!(
-                "a member with email {email} exists"
-            )));
+            return rejected(Rejection::Validation(format!("a member with email {email} exists")));
         }
         member.email = email.clone();
     }
@@ -903,11 +968,7 @@ fn api_key_create(
         }
     }
     use credits_core::access::{ACCOUNT_SCOPES, SCOPES};
-    let mut ceiling: &[&str] = if new.account_id.is_some() {
-        &ACCOUNT_SCOPES
-    } else {
-        &SCOPES
-    };
+    let mut ceiling: &[&str] = if new.account_id.is_some() { &ACCOUNT_SCOPES } else { &SCOPES };
     if let Some(member_id) = &new.member_id {
         let member = crate::read::member_find(connection, member_id)?;
         let Some(member) = member.filter(|m| Some(&m.account_id) == new.account_id.as_ref()) else {
@@ -916,10 +977,7 @@ fn api_key_create(
         // A member-bound key never carries more than its member's role allows.
         ceiling = member.role.scopes();
         let requested = new.scopes.iter().flatten();
-        if let Some(scope) = requested
-            .into_iter()
-            .find(|s| !ceiling.contains(&s.as_str()))
-        {
+        if let Some(scope) = requested.into_iter().find(|s| !ceiling.contains(&s.as_str())) {
             return rejected(Rejection::Validation(format!(
                 "scope {scope} is above the {} role of member {member_id}",
                 member.role.as_str()
@@ -930,11 +988,7 @@ fn api_key_create(
         Some(scopes) => scopes.clone(),
         None => ceiling
             .iter()
-            .filter(|s| {
-                new.ceiling
-                    .as_ref()
-                    .is_none_or(|c| c.iter().any(|c| c == *s))
-            })
+            .filter(|s| new.ceiling.as_ref().is_none_or(|c| c.iter().any(|c| c == *s)))
             .map(|s| s.to_string())
             .collect(),
     };
@@ -1000,18 +1054,13 @@ fn budget_create(
             "SELECT coalesce(sum(credits), 0) FROM usage WHERE account_id = ?1 \
              AND created_at >= ?2 AND {column} = ?3"
         ))?
-        .query_row(params![new.account_id, period_start.0, value], |row| {
-            row.get(0)
-        })?;
+        .query_row(params![new.account_id, period_start.0, value], |row| row.get(0))?;
     let held: i64 = connection
         .prepare_cached(&format!(
             "SELECT coalesce(sum(credits), 0) FROM reservations WHERE account_id = ?1 \
              AND status = 'held' AND expires_at > ?4 AND created_at >= ?2 AND {column} = ?3"
         ))?
-        .query_row(
-            params![new.account_id, period_start.0, value, now.0],
-            |row| row.get(0),
-        )?;
+        .query_row(params![new.account_id, period_start.0, value, now.0], |row| row.get(0))?;
     let budget = credits_core::budget::Budget {
         id: writer.id("bud"),
         account_id: new.account_id.clone(),
@@ -1023,9 +1072,78 @@ fn budget_create(
         thresholds: new.thresholds.clone(),
         spent: u64::try_from(used.saturating_add(held)).unwrap_or(0),
         period_start,
+        fired_percent: 0,
+        exceeded_fired: false,
         created_at: now,
         updated_at: now,
     };
     rows::budget_save(connection, &budget)?;
     Ok(Outcome::Budget(budget))
+}
+
+fn endpoints_load(connection: &Connection) -> Result<Vec<WebhookEndpoint>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM webhook_endpoints WHERE deleted_at IS NULL",
+        rows::ENDPOINT_COLUMNS
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let endpoints = statement
+        .query_map([], rows::endpoint_from_row)?
+        .map(|row| row.map(|(_, endpoint)| endpoint))
+        .collect::<Result<_, _>>()?;
+    Ok(endpoints)
+}
+
+/// Records the dispatcher's attempts: each pending attempt becomes succeeded or failed; a failure
+/// with a retry left schedules the next attempt as a new pending row; `410 Gone` disables the
+/// endpoint.
+fn attempts_record(
+    connection: &Connection,
+    writer: &mut Writer,
+    results: &[AttemptResult],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for result in results {
+        let sql = format!("SELECT {} FROM deliveries WHERE id = ?1", rows::DELIVERY_COLUMNS);
+        let found = connection
+            .prepare_cached(&sql)?
+            .query_row([&result.delivery_id], rows::delivery_from_row)
+            .optional()?;
+        let Some((_, mut delivery)) = found else { continue };
+        if delivery.status != DeliveryStatus::Pending {
+            continue;
+        }
+        delivery.status =
+            if result.succeeded { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed };
+        delivery.response_code = result.response_code;
+        delivery.duration_ms = Some(result.duration_ms);
+        delivery.next_attempt_at = if result.succeeded { None } else { result.retry_at };
+        rows::delivery_save(connection, &delivery)?;
+        if result.disable_endpoint {
+            connection
+                .prepare_cached("UPDATE webhook_endpoints SET disabled_at = ?2 WHERE id = ?1")?
+                .execute(params![delivery.endpoint_id, now.0])?;
+            if let Some(endpoint) =
+                writer.endpoints.iter_mut().find(|e| e.id == delivery.endpoint_id)
+            {
+                endpoint.disabled_at = Some(now);
+            }
+            continue;
+        }
+        if let (false, Some(retry_at)) = (result.succeeded, result.retry_at) {
+            let next = Delivery {
+                id: writer.id("dlv"),
+                endpoint_id: delivery.endpoint_id.clone(),
+                event_id: delivery.event_id.clone(),
+                attempt: delivery.attempt + 1,
+                status: DeliveryStatus::Pending,
+                response_code: None,
+                duration_ms: None,
+                created_at: now,
+                next_attempt_at: Some(retry_at),
+            };
+            rows::delivery_save(connection, &next)?;
+        }
+    }
+    Ok(())
 }

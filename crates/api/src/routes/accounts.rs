@@ -23,11 +23,7 @@ fn auto_top_up(dto: AutoTopUpDto) -> Result<AutoTopUp, ApiError> {
     if dto.service != credits_core::SERVICE_ANY {
         check_slug("autoTopUp.service", &dto.service)?;
     }
-    Ok(AutoTopUp {
-        threshold: dto.threshold,
-        amount: dto.amount,
-        service: dto.service,
-    })
+    Ok(AutoTopUp { threshold: dto.threshold, amount: dto.amount, service: dto.service })
 }
 
 fn check_days(days: Option<u32>) -> Result<(), ApiError> {
@@ -66,15 +62,7 @@ pub async fn create(
         auto_top_up: request.auto_top_up.map(auto_top_up).transpose()?,
     };
     let command = Command::CreateAccount(new);
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/accounts",
-        &parsed.value,
-        command,
-    )
-    .await
+    write(&state, &principal, key, "POST /v2/accounts", &parsed.value, command).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -100,10 +88,8 @@ pub async fn list(
     principal.require_operator()?;
     let page = page_request(query.limit, query.cursor.as_deref())?;
     let external_id = query.external_id;
-    let found = state
-        .store
-        .read(move |reader| reader.accounts(external_id.as_deref(), page))
-        .await?;
+    let found =
+        state.store.read(move |reader| reader.accounts(external_id.as_deref(), page)).await?;
     Ok(list_response(found, |item| AccountDto::from(&item)))
 }
 
@@ -117,10 +103,7 @@ pub async fn retrieve(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccountDto>, ApiError> {
     let lookup = id.clone();
-    let account = state
-        .store
-        .read(move |reader| reader.account(&lookup))
-        .await?;
+    let account = state.store.read(move |reader| reader.account(&lookup)).await?;
     match account {
         Some(account) if principal.sees(&account.id) => Ok(Json(AccountDto::from(&account))),
         _ => Err(ApiError::not_found(format!("no such account {id}"))),
@@ -142,33 +125,15 @@ pub async fn update(
     let parsed = parse_json::<AccountPatchRequest>(&body)?;
     let request = parsed.request;
     check_text("name", request.name.as_ref().and_then(Option::as_deref))?;
-    check_text(
-        "externalId",
-        request.external_id.as_ref().and_then(Option::as_deref),
-    )?;
+    check_text("externalId", request.external_id.as_ref().and_then(Option::as_deref))?;
     check_days(request.expiring_soon_days)?;
     let patch = AccountPatch {
         name: request.name,
         external_id: request.external_id,
         low_balance_threshold: request.low_balance_threshold,
         expiring_soon_days: request.expiring_soon_days,
-        auto_top_up: request
-            .auto_top_up
-            .map(|t| t.map(auto_top_up).transpose())
-            .transpose()?,
+        auto_top_up: request.auto_top_up.map(|t| t.map(auto_top_up).transpose()).transpose()?,
     };
-    let command = Command::UpdateAccount {
-        id,
-        patch,
-        scope: principal.scope(),
-    };
-    write(
-        &state,
-        &principal,
-        None,
-        "PATCH /v2/accounts",
-        &parsed.value,
-        command,
-    )
-    .await
+    let command = Command::UpdateAccount { id, patch, scope: principal.scope() };
+    write(&state, &principal, None, "PATCH /v2/accounts", &parsed.value, command).await
 }

@@ -39,9 +39,7 @@ fn scopes_checked(
             return Err(ApiError::validation(format!("unknown scope {scope}")));
         }
         if !operator_key && OPERATOR_ONLY_SCOPES.contains(&scope.as_str()) {
-            return Err(ApiError::validation(format!(
-                "{scope} is for operator keys only"
-            )));
+            return Err(ApiError::validation(format!("{scope} is for operator keys only")));
         }
         if !principal.has(scope) {
             return Err(ApiError::new(
@@ -72,9 +70,7 @@ pub async fn create(
     check_text("name", Some(&request.name))?;
     let operator_key = principal.is_operator() && request.account_id.is_none();
     if operator_key && request.member_id.is_some() {
-        return Err(ApiError::validation(
-            "an operator key cannot be bound to a member",
-        ));
+        return Err(ApiError::validation("an operator key cannot be bound to a member"));
     }
     let account_id = if operator_key {
         None
@@ -82,11 +78,7 @@ pub async fn create(
         Some(principal.account_for_write(request.account_id.as_deref())?)
     };
     let scopes = scopes_checked(&principal, operator_key, request.scopes)?;
-    let ceiling = if principal.has("*") {
-        None
-    } else {
-        Some(principal.scopes.clone())
-    };
+    let ceiling = if principal.has("*") { None } else { Some(principal.scopes.clone()) };
     let random: [u8; 32] = rand::random();
     let secret = format!(
         "ck_{}_{}",
@@ -107,10 +99,7 @@ pub async fn create(
         key,
         request_hash: crate::extract::request_hash("POST /v2/api-keys", &parsed.value),
     });
-    let write = credits_store::WriteRequest {
-        idempotency,
-        command: Command::CreateApiKey(new),
-    };
+    let write = credits_store::WriteRequest { idempotency, command: Command::CreateApiKey(new) };
     let executed = state.store.write(write).await?;
     // Only the live answer shows the secret; the stored answer (for replays) never has it.
     if let (false, Some(Outcome::ApiKey(created))) = (executed.replayed, &executed.outcome) {
@@ -149,10 +138,8 @@ pub async fn list(
     if let Some(account_id) = &account_id {
         super::account_exists(&state, account_id).await?;
     }
-    let found = state
-        .store
-        .read(move |reader| reader.api_keys(account_id.as_deref(), page))
-        .await?;
+    let found =
+        state.store.read(move |reader| reader.api_keys(account_id.as_deref(), page)).await?;
     Ok(list_response(found, |key| ApiKeyDto::from(&key)))
 }
 
@@ -166,10 +153,7 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("team:manage")?;
-    let command = Command::RevokeApiKey {
-        id: id.clone(),
-        scope: principal.scope(),
-    };
+    let command = Command::RevokeApiKey { id: id.clone(), scope: principal.scope() };
     let response = crate::write(
         &state,
         &principal,

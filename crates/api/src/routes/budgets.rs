@@ -26,9 +26,7 @@ fn enforcement_parse(text: &str) -> Result<Enforcement, ApiError> {
 /// Thresholds are percentages from 1 to 1000, at most 10; kept ascending without repeats.
 fn thresholds_checked(thresholds: Vec<u32>) -> Result<Vec<u32>, ApiError> {
     if thresholds.len() > 10 || thresholds.iter().any(|t| !(1..=1000).contains(t)) {
-        return Err(ApiError::validation(
-            "thresholds are at most 10 percentages from 1 to 1000",
-        ));
+        return Err(ApiError::validation("thresholds are at most 10 percentages from 1 to 1000"));
     }
     let mut thresholds = thresholds;
     thresholds.sort_unstable();
@@ -79,15 +77,8 @@ pub async fn create(
             .unwrap_or(Enforcement::Block),
         thresholds: thresholds_checked(request.thresholds.unwrap_or_else(|| vec![80, 100]))?,
     };
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/budgets",
-        &parsed.value,
-        Command::CreateBudget(new),
-    )
-    .await
+    write(&state, &principal, key, "POST /v2/budgets", &parsed.value, Command::CreateBudget(new))
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -116,11 +107,8 @@ pub async fn list(
         .account_for_read(query.account_id.as_deref(), true)?
         .ok_or_else(|| ApiError::bad_request("accountId is required"))?;
     super::account_exists(&state, &account_id).await?;
-    let found = state
-        .store
-        .read(move |reader| reader.budgets(&account_id, page))
-        .await?;
     let at = now();
+    let found = state.store.read(move |reader| reader.budgets(&account_id, page, at)).await?;
     Ok(list_response(found, |budget| BudgetDto::at(&budget, at)))
 }
 
@@ -135,14 +123,9 @@ pub async fn retrieve(
 ) -> Result<Json<BudgetDto>, ApiError> {
     principal.require("budgets:manage")?;
     let lookup = id.clone();
-    match state
-        .store
-        .read(move |reader| reader.budget(&lookup))
-        .await?
-    {
-        Some(budget) if principal.sees(&budget.account_id) => {
-            Ok(Json(BudgetDto::at(&budget, now())))
-        }
+    let at = now();
+    match state.store.read(move |reader| reader.budget(&lookup, at)).await? {
+        Some(budget) if principal.sees(&budget.account_id) => Ok(Json(BudgetDto::at(&budget, at))),
         _ => Err(ApiError::not_found(format!("no such budget {id}"))),
     }
 }
@@ -163,31 +146,12 @@ pub async fn update(
     check_text("name", request.name.as_deref())?;
     let patch = BudgetPatch {
         name: request.name,
-        limit: request
-            .limit
-            .map(|l| check_credits("limit", l))
-            .transpose()?,
-        enforcement: request
-            .enforcement
-            .as_deref()
-            .map(enforcement_parse)
-            .transpose()?,
+        limit: request.limit.map(|l| check_credits("limit", l)).transpose()?,
+        enforcement: request.enforcement.as_deref().map(enforcement_parse).transpose()?,
         thresholds: request.thresholds.map(thresholds_checked).transpose()?,
     };
-    let command = Command::UpdateBudget {
-        id,
-        patch,
-        scope: principal.scope(),
-    };
-    write(
-        &state,
-        &principal,
-        None,
-        "PATCH /v2/budgets",
-        &parsed.value,
-        command,
-    )
-    .await
+    let command = Command::UpdateBudget { id, patch, scope: principal.scope() };
+    write(&state, &principal, None, "PATCH /v2/budgets", &parsed.value, command).await
 }
 
 /// Delete a budget.
@@ -200,17 +164,6 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("budgets:manage")?;
-    let command = Command::DeleteBudget {
-        id,
-        scope: principal.scope(),
-    };
-    write(
-        &state,
-        &principal,
-        None,
-        "DELETE /v2/budgets",
-        &serde_json::Value::Null,
-        command,
-    )
-    .await
+    let command = Command::DeleteBudget { id, scope: principal.scope() };
+    write(&state, &principal, None, "DELETE /v2/budgets", &serde_json::Value::Null, command).await
 }

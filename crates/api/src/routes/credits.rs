@@ -55,15 +55,8 @@ pub async fn list(
         .as_deref()
         .map(|s| CreditStatus::parse(s).ok_or_else(|| ApiError::bad_request("unknown status")))
         .transpose()?;
-    let filter = CreditFilter {
-        account_id,
-        service: query.service,
-        status,
-    };
-    let found = state
-        .store
-        .read(move |reader| reader.credits(&filter, page, now()))
-        .await?;
+    let filter = CreditFilter { account_id, service: query.service, status };
+    let found = state.store.read(move |reader| reader.credits(&filter, page, now())).await?;
     Ok(list_response(found, |item| CreditDto::from(&item)))
 }
 
@@ -79,10 +72,7 @@ pub async fn retrieve(
 ) -> Result<Json<CreditDto>, ApiError> {
     principal.require("credits:read")?;
     let lookup = id.clone();
-    let record = state
-        .store
-        .read(move |reader| reader.credit(&lookup, now()))
-        .await?;
+    let record = state.store.read(move |reader| reader.credit(&lookup, now())).await?;
     match record {
         Some(record) if principal.sees(&record.account_id) => Ok(Json(CreditDto::from(&record))),
         _ => Err(ApiError::not_found(format!("no such credit {id}"))),
@@ -118,11 +108,8 @@ pub async fn create(
         Some(kind) => CreditKind::parse(kind)
             .ok_or_else(|| ApiError::validation("kind must be purchase or grant"))?,
     };
-    let expires_at = request
-        .expires_at
-        .as_deref()
-        .map(|t| parse_time("expiresAt", t))
-        .transpose()?;
+    let expires_at =
+        request.expires_at.as_deref().map(|t| parse_time("expiresAt", t)).transpose()?;
     let new = NewCredit {
         account_id,
         amount,
@@ -134,15 +121,8 @@ pub async fn create(
         reference: request.reference,
         actor: principal.actor(),
     };
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/credits",
-        &parsed.value,
-        Command::CreateCredit(new),
-    )
-    .await
+    write(&state, &principal, key, "POST /v2/credits", &parsed.value, Command::CreateCredit(new))
+        .await
 }
 
 /// Void what is left of a record (refund, mistake). Held credits stay held; released later, they
@@ -167,10 +147,7 @@ pub async fn void(
     let parsed = parse_json::<VoidRequest>(&body)?;
     check_text("reason", parsed.request.reason.as_deref())?;
     let path = format!("POST /v2/credits/{credit_id}/void");
-    let command = Command::VoidCredit {
-        credit_id,
-        scope: principal.scope(),
-        actor: principal.actor(),
-    };
+    let command =
+        Command::VoidCredit { credit_id, scope: principal.scope(), actor: principal.actor() };
     write(&state, &principal, key, &path, &parsed.value, command).await
 }

@@ -90,28 +90,16 @@ fn csv_response(state: AppState, filter: LedgerFilter) -> Response {
         let mut first = true;
         loop {
             let page_filter = filter.clone();
-            let page = PageRequest {
-                limit: 1000,
-                before,
-            };
-            let read = state
-                .store
-                .read(move |reader| reader.ledger(&page_filter, page))
-                .await;
+            let page = PageRequest { limit: 1000, before };
+            let read = state.store.read(move |reader| reader.ledger(&page_filter, page)).await;
             let page = match read {
                 Ok(page) => page,
                 Err(error) => {
-                    let _ = sender
-                        .send(Err(std::io::Error::other(error.to_string())))
-                        .await;
+                    let _ = sender.send(Err(std::io::Error::other(error.to_string()))).await;
                     return;
                 }
             };
-            if sender
-                .send(Ok(csv_chunk(&page.items, first)))
-                .await
-                .is_err()
-            {
+            if sender.send(Ok(csv_chunk(&page.items, first))).await.is_err() {
                 return;
             }
             first = false;
@@ -122,11 +110,7 @@ fn csv_response(state: AppState, filter: LedgerFilter) -> Response {
         }
     });
     let stream = tokio_stream_from(receiver);
-    (
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-        Body::from_stream(stream),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], Body::from_stream(stream)).into_response()
 }
 
 fn tokio_stream_from(
@@ -173,9 +157,6 @@ pub async fn list(
     if wants_csv {
         return Ok(csv_response(state, filter));
     }
-    let found = state
-        .store
-        .read(move |reader| reader.ledger(&filter, page))
-        .await?;
+    let found = state.store.read(move |reader| reader.ledger(&filter, page)).await?;
     Ok(list_response(found, |item| LedgerEntryDto::from(&item)).into_response())
 }

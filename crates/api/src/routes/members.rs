@@ -60,21 +60,9 @@ pub async fn create(
     check_email(&request.email)?;
     check_text("name", request.name.as_deref())?;
     let role = role_parse(&request.role)?;
-    let command = Command::CreateMember {
-        account_id,
-        email: request.email,
-        name: request.name,
-        role,
-    };
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/members",
-        &parsed.value,
-        command,
-    )
-    .await
+    let command =
+        Command::CreateMember { account_id, email: request.email, name: request.name, role };
+    write(&state, &principal, key, "POST /v2/members", &parsed.value, command).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -103,10 +91,7 @@ pub async fn list(
         .account_for_read(query.account_id.as_deref(), true)?
         .ok_or_else(|| ApiError::bad_request("accountId is required"))?;
     super::account_exists(&state, &account_id).await?;
-    let found = state
-        .store
-        .read(move |reader| reader.members(&account_id, page))
-        .await?;
+    let found = state.store.read(move |reader| reader.members(&account_id, page)).await?;
     Ok(list_response(found, |member| MemberDto::from(&member)))
 }
 
@@ -121,11 +106,7 @@ pub async fn retrieve(
 ) -> Result<Json<MemberDto>, ApiError> {
     principal.require("team:manage")?;
     let lookup = id.clone();
-    match state
-        .store
-        .read(move |reader| reader.member(&lookup))
-        .await?
-    {
+    match state.store.read(move |reader| reader.member(&lookup)).await? {
         Some(member) if principal.sees(&member.account_id) => Ok(Json(MemberDto::from(&member))),
         _ => Err(ApiError::not_found(format!("no such member {id}"))),
     }
@@ -153,20 +134,9 @@ pub async fn update(
         name: request.name,
         role: request.role.as_deref().map(role_parse).transpose()?,
     };
-    let command = Command::UpdateMember {
-        id,
-        patch,
-        scope: principal.scope(),
-    };
-    let response = write(
-        &state,
-        &principal,
-        None,
-        "PATCH /v2/members",
-        &parsed.value,
-        command,
-    )
-    .await;
+    let command = Command::UpdateMember { id, patch, scope: principal.scope() };
+    let response =
+        write(&state, &principal, None, "PATCH /v2/members", &parsed.value, command).await;
     // Keys bound to the member see the new role on their next request.
     state.keys.forget_all();
     response
@@ -182,19 +152,10 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("team:manage")?;
-    let command = Command::DeleteMember {
-        id,
-        scope: principal.scope(),
-    };
-    let response = write(
-        &state,
-        &principal,
-        None,
-        "DELETE /v2/members",
-        &serde_json::Value::Null,
-        command,
-    )
-    .await;
+    let command = Command::DeleteMember { id, scope: principal.scope() };
+    let response =
+        write(&state, &principal, None, "DELETE /v2/members", &serde_json::Value::Null, command)
+            .await;
     state.keys.forget_all();
     response
 }

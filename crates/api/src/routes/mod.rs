@@ -11,6 +11,7 @@ pub mod reservations;
 pub mod services;
 pub mod system;
 pub mod usage;
+pub mod webhooks;
 
 use axum::Json;
 use serde::Serialize;
@@ -27,17 +28,15 @@ pub(crate) fn check_credits(field: &str, amount: u64) -> Result<u64, ApiError> {
     if credits_valid(amount) {
         Ok(amount)
     } else {
-        Err(ApiError::validation(format!(
-            "{field} must be an integer from 1 to 9007199254740991"
-        )))
+        Err(ApiError::validation(format!("{field} must be an integer from 1 to 9007199254740991")))
     }
 }
 
 pub(crate) fn check_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
     match text {
-        Some(text) if text.is_empty() || text.len() > TEXT_LENGTH_MAX => Err(ApiError::validation(
-            format!("{field} must be 1 to {TEXT_LENGTH_MAX} bytes"),
-        )),
+        Some(text) if text.is_empty() || text.len() > TEXT_LENGTH_MAX => {
+            Err(ApiError::validation(format!("{field} must be 1 to {TEXT_LENGTH_MAX} bytes")))
+        }
         _ => Ok(()),
     }
 }
@@ -52,9 +51,7 @@ pub(crate) fn check_slug(field: &str, id: &str) -> Result<(), ApiError> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::validation(format!(
-            "{field} must be 1 to 64 of a-z, 0-9, - and _"
-        )))
+        Err(ApiError::validation(format!("{field} must be 1 to 64 of a-z, 0-9, - and _")))
     }
 }
 

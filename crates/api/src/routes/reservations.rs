@@ -37,40 +37,21 @@ pub async fn create(
     let account_id = principal.account_for_write(request.account_id.as_deref())?;
     check_slug("service", &request.service)?;
     let credits = check_credits("credits", request.credits)?;
-    let ttl_seconds = request
-        .ttl_seconds
-        .unwrap_or(RESERVATION_TTL_SECONDS_DEFAULT);
+    let ttl_seconds = request.ttl_seconds.unwrap_or(RESERVATION_TTL_SECONDS_DEFAULT);
     if !(1..=RESERVATION_TTL_SECONDS_MAX).contains(&ttl_seconds) {
         return Err(ApiError::validation("ttlSeconds must be 1 to 86400"));
     }
     let mut actor = principal.actor();
     if let Some(member_id) = request.member_id {
         if !principal.is_operator() {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only operator keys may set memberId",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "only operator keys may set memberId"));
         }
         check_text("memberId", Some(&member_id))?;
         actor.member_id = Some(member_id);
     }
-    let new = NewReservation {
-        account_id,
-        service: request.service,
-        credits,
-        ttl_seconds,
-        actor,
-    };
+    let new = NewReservation { account_id, service: request.service, credits, ttl_seconds, actor };
     let command = Command::CreateReservation(new);
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/reservations",
-        &parsed.value,
-        command,
-    )
-    .await
+    write(&state, &principal, key, "POST /v2/reservations", &parsed.value, command).await
 }
 
 /// Retrieve a reservation, as it is at this instant.
@@ -84,10 +65,7 @@ pub async fn retrieve(
 ) -> Result<Json<ReservationDto>, ApiError> {
     principal.require("credits:read")?;
     let lookup = id.clone();
-    let hold = state
-        .store
-        .read(move |reader| reader.reservation(&lookup))
-        .await?;
+    let hold = state.store.read(move |reader| reader.reservation(&lookup)).await?;
     match hold {
         Some(hold) if principal.sees(&hold.account_id) => {
             Ok(Json(ReservationDto::at(&hold, now())))
@@ -114,11 +92,7 @@ pub async fn capture(
     principal.require("usage:write")?;
     let key = idempotency_key(&headers, false)?;
     let parsed = parse_json::<CaptureRequest>(&body)?;
-    let credits = parsed
-        .request
-        .credits
-        .map(|c| check_credits("credits", c))
-        .transpose()?;
+    let credits = parsed.request.credits.map(|c| check_credits("credits", c)).transpose()?;
     let path = format!("POST /v2/reservations/{id}/capture");
     let command = Command::CaptureReservation {
         id,
@@ -145,10 +119,7 @@ pub async fn release(
     let key = idempotency_key(&headers, false)?;
     let parsed = parse_json::<ReleaseRequest>(&body)?;
     let path = format!("POST /v2/reservations/{id}/release");
-    let command = Command::ReleaseReservation {
-        id,
-        scope: principal.scope(),
-        actor: principal.actor(),
-    };
+    let command =
+        Command::ReleaseReservation { id, scope: principal.scope(), actor: principal.actor() };
     write(&state, &principal, key, &path, &parsed.value, command).await
 }

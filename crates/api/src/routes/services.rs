@@ -21,9 +21,7 @@ use crate::{write, AppState};
 /// Costs may be 0 (a free operation, still recorded) up to 2^53 - 1.
 fn check_cost(field: &str, cost: u64) -> Result<(), ApiError> {
     if cost > CREDITS_MAX {
-        return Err(ApiError::validation(format!(
-            "{field} must be 0 to 9007199254740991"
-        )));
+        return Err(ApiError::validation(format!("{field} must be 0 to 9007199254740991")));
     }
     Ok(())
 }
@@ -64,11 +62,7 @@ pub async fn retrieve(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ServiceDto>, ApiError> {
     let lookup = id.clone();
-    match state
-        .store
-        .read(move |reader| reader.service(&lookup))
-        .await?
-    {
+    match state.store.read(move |reader| reader.service(&lookup)).await? {
         Some(service) => Ok(Json(ServiceDto::from(&service))),
         None => Err(ApiError::not_found(format!("no such service {id}"))),
     }
@@ -102,15 +96,7 @@ pub async fn create(
         unit_cost: request.unit_cost,
         operations: request.operations,
     };
-    write(
-        &state,
-        &principal,
-        key,
-        "POST /v2/services",
-        &parsed.value,
-        command,
-    )
-    .await
+    write(&state, &principal, key, "POST /v2/services", &parsed.value, command).await
 }
 
 /// Change a service's name, unit cost or operations (operator keys).
@@ -139,13 +125,5 @@ pub async fn update(
         operations: request.operations,
     };
     let command = Command::UpdateService { id, patch };
-    write(
-        &state,
-        &principal,
-        None,
-        "PATCH /v2/services",
-        &parsed.value,
-        command,
-    )
-    .await
+    write(&state, &principal, None, "PATCH /v2/services", &parsed.value, command).await
 }

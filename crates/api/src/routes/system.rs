@@ -26,11 +26,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
 }
 
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.docs.openapi_json.clone(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], state.docs.openapi_json.clone()).into_response()
 }
 
 pub async fn docs_page(State(state): State<AppState>) -> Html<String> {

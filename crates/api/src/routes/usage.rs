@@ -34,18 +34,12 @@ fn usage_new(principal: &Principal, request: UsageCreate) -> Result<NewUsage, Ap
     }
     let quantity = check_credits("quantity", request.quantity.unwrap_or(1))?;
     let forbidden = |field: &str| {
-        ApiError::new(
-            ErrorCode::Forbidden,
-            format!("only operator keys may set {field}"),
-        )
+        ApiError::new(ErrorCode::Forbidden, format!("only operator keys may set {field}"))
     };
     let cost = match request.credits {
         Some(_) if !principal.is_operator() => return Err(forbidden("credits")),
         Some(credits) => Cost::Explicit(check_credits("credits", credits)?),
-        None => Cost::Catalog {
-            operation: request.operation.clone(),
-            quantity,
-        },
+        None => Cost::Catalog { operation: request.operation.clone(), quantity },
     };
     let mut actor = principal.actor();
     if let Some(member_id) = request.member_id {
@@ -100,15 +94,7 @@ pub async fn create(
     let key = idempotency_key(&headers, true)?;
     let parsed = parse_json::<UsageCreate>(&body)?;
     let new = usage_new(&principal, parsed.request)?;
-    write(
-        &state,
-        &principal,
-        key,
-        USAGE_PATH,
-        &parsed.value,
-        Command::RecordUsage(new),
-    )
-    .await
+    write(&state, &principal, key, USAGE_PATH, &parsed.value, Command::RecordUsage(new)).await
 }
 
 fn batch_event(
@@ -116,10 +102,7 @@ fn batch_event(
     event: &serde_json::Value,
 ) -> Result<(String, WriteRequest), (Option<String>, ApiError)> {
     let mut event = event.clone();
-    let key = match event
-        .as_object_mut()
-        .and_then(|o| o.remove("idempotencyKey"))
-    {
+    let key = match event.as_object_mut().and_then(|o| o.remove("idempotencyKey")) {
         Some(serde_json::Value::String(key)) => key,
         _ => {
             let error = ApiError::bad_request("each event needs an idempotencyKey string");
@@ -134,13 +117,7 @@ fn batch_event(
         key: key.clone(),
         request_hash: request_hash(USAGE_PATH, &event),
     };
-    Ok((
-        key,
-        WriteRequest {
-            idempotency: Some(idempotency),
-            command: Command::RecordUsage(new),
-        },
-    ))
+    Ok((key, WriteRequest { idempotency: Some(idempotency), command: Command::RecordUsage(new) }))
 }
 
 /// Record up to 1000 independent usage events in one request and one commit. Each has its own
@@ -265,9 +242,6 @@ pub async fn list(
         from: parse_time_query("from", query.from.as_deref())?,
         to: parse_time_query("to", query.to.as_deref())?,
     };
-    let found = state
-        .store
-        .read(move |reader| reader.usage(&filter, page))
-        .await?;
+    let found = state.store.read(move |reader| reader.usage(&filter, page)).await?;
     Ok(list_response(found, |item| UsageDto::from(&item)))
 }

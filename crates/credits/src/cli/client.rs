@@ -25,11 +25,7 @@ pub enum Failure {
     /// The command line cannot be turned into a request (exit 2, like clap's own errors).
     Usage(String),
     /// The service answered 4xx or 5xx (exit 1).
-    Api {
-        status: u16,
-        code: String,
-        detail: String,
-    },
+    Api { status: u16, code: String, detail: String },
     /// The service could not be reached, or answered something unreadable (exit 1).
     Transport(String),
 }
@@ -47,11 +43,9 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Usage(message) => format!("error: {message}"),
-            Failure::Api {
-                status,
-                code,
-                detail,
-            } => format!("error: {code}: {detail} (HTTP {status})"),
+            Failure::Api { status, code, detail } => {
+                format!("error: {code}: {detail} (HTTP {status})")
+            }
             Failure::Transport(message) => format!("error: {message}"),
         }
     }
@@ -86,9 +80,7 @@ impl Client {
         let key = match key {
             Some(key) if !key.trim().is_empty() => key.trim().to_string(),
             _ => {
-                return Err(Failure::Usage(
-                    "no API key: pass --key or set CREDITS_KEY".to_string(),
-                ))
+                return Err(Failure::Usage("no API key: pass --key or set CREDITS_KEY".to_string()))
             }
         };
         let http = reqwest::Client::builder()
@@ -143,10 +135,7 @@ impl Client {
         body: &Value,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Failure> {
-        let mut request = self
-            .request(Method::POST, url)
-            .timeout(REQUEST_TIMEOUT)
-            .json(body);
+        let mut request = self.request(Method::POST, url).timeout(REQUEST_TIMEOUT).json(body);
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
@@ -155,9 +144,8 @@ impl Client {
 
     /// A GET answered as text in the given media type (the ledger's CSV export).
     pub async fn get_text(&self, url: Url, accept: &'static str) -> Result<String, Failure> {
-        let request = self
-            .request(Method::GET, url)
-            .header(ACCEPT, HeaderValue::from_static(accept));
+        let request =
+            self.request(Method::GET, url).header(ACCEPT, HeaderValue::from_static(accept));
         let response = send(request).await?;
         let response = success(response).await?;
         response
@@ -169,10 +157,8 @@ impl Client {
 
 async fn send(request: RequestBuilder) -> Result<reqwest::Response, Failure> {
     request.send().await.map_err(|error| {
-        let url = error
-            .url()
-            .map(|url| url.to_string())
-            .unwrap_or_else(|| "the service".to_string());
+        let url =
+            error.url().map(|url| url.to_string()).unwrap_or_else(|| "the service".to_string());
         Failure::Transport(format!("cannot reach {url}: {}", error_causes(&error)))
     })
 }
@@ -220,11 +206,7 @@ async fn success(response: reqwest::Response) -> Result<reqwest::Response, Failu
     if let Some(seconds) = retry_after {
         detail.push_str(&format!(" (retry after {seconds} s)"));
     }
-    Err(Failure::Api {
-        status: status.as_u16(),
-        code,
-        detail,
-    })
+    Err(Failure::Api { status: status.as_u16(), code, detail })
 }
 
 async fn json_answer(request: RequestBuilder) -> Result<Answer, Failure> {
@@ -239,13 +221,7 @@ async fn json_answer(request: RequestBuilder) -> Result<Answer, Failure> {
         .await
         .map_err(|error| Failure::Transport(format!("cannot read the answer: {error}")))?;
     let json = serde_json::from_str(&text).map_err(|error| {
-        Failure::Transport(format!(
-            "the service answered something other than JSON: {error}"
-        ))
+        Failure::Transport(format!("the service answered something other than JSON: {error}"))
     })?;
-    Ok(Answer {
-        text,
-        json,
-        replayed,
-    })
+    Ok(Answer { text, json, replayed })
 }

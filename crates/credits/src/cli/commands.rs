@@ -92,10 +92,7 @@ impl Session {
         body: &Value,
         columns: &[Column],
     ) -> Result<Answer, Failure> {
-        let answer = self
-            .client
-            .post(self.client.url(segments, &[]), body, None)
-            .await?;
+        let answer = self.client.post(self.client.url(segments, &[]), body, None).await?;
         self.print(&answer, columns);
         Ok(answer)
     }
@@ -125,10 +122,7 @@ impl Session {
         loop {
             let mut page_query = query.clone();
             page_query.push(("cursor", cursor.clone()));
-            let answer = self
-                .client
-                .get(self.client.url(segments, &page_query))
-                .await?;
+            let answer = self.client.get(self.client.url(segments, &page_query)).await?;
             let Some(data) = answer.json["data"].as_array() else {
                 return Err(Failure::Transport(
                     "the service answered a list without `data`".to_string(),
@@ -203,16 +197,12 @@ async fn accounts(session: &Session, command: AccountsCommand) -> Result<(), Fai
                 ("lowBalanceThreshold", optional(low_balance_threshold)),
                 ("expiringSoonDays", optional(expiring_soon_days)),
             ]);
-            session
-                .post(&["v2", "accounts"], &body, table::ACCOUNT)
-                .await?;
+            session.post(&["v2", "accounts"], &body, table::ACCOUNT).await?;
             Ok(())
         }
         AccountsCommand::List { external_id, page } => {
             let query = vec![("externalId", external_id)];
-            session
-                .list(&["v2", "accounts"], query, Some(&page), table::ACCOUNT)
-                .await
+            session.list(&["v2", "accounts"], query, Some(&page), table::ACCOUNT).await
         }
         AccountsCommand::Get { id } => session.get(&["v2", "accounts", &id], table::ACCOUNT).await,
     }
@@ -235,39 +225,22 @@ async fn credits(session: &Session, command: CreditsCommand) -> Result<(), Failu
     match command {
         CreditsCommand::Purchase(args) => {
             let body = credit_body(args, "purchase");
-            session
-                .post(&["v2", "credits"], &body, table::CREDIT)
-                .await?;
+            session.post(&["v2", "credits"], &body, table::CREDIT).await?;
             Ok(())
         }
         CreditsCommand::Grant(args) => {
             let body = credit_body(args, "grant");
-            session
-                .post(&["v2", "credits"], &body, table::CREDIT)
-                .await?;
+            session.post(&["v2", "credits"], &body, table::CREDIT).await?;
             Ok(())
         }
-        CreditsCommand::List {
-            account,
-            status,
-            service,
-            page,
-        } => {
-            let query = vec![
-                ("accountId", account),
-                ("status", status),
-                ("service", service),
-            ];
-            session
-                .list(&["v2", "credits"], query, Some(&page), table::CREDIT)
-                .await
+        CreditsCommand::List { account, status, service, page } => {
+            let query = vec![("accountId", account), ("status", status), ("service", service)];
+            session.list(&["v2", "credits"], query, Some(&page), table::CREDIT).await
         }
         CreditsCommand::Get { id } => session.get(&["v2", "credits", &id], table::CREDIT).await,
         CreditsCommand::Void { id, reason } => {
             let body = body(vec![("reason", optional(reason))]);
-            session
-                .post(&["v2", "credits", &id, "void"], &body, table::CREDIT)
-                .await?;
+            session.post(&["v2", "credits", &id, "void"], &body, table::CREDIT).await?;
             Ok(())
         }
     }
@@ -275,11 +248,8 @@ async fn credits(session: &Session, command: CreditsCommand) -> Result<(), Failu
 
 /// The balance as one row per service (`any` included) and a `total` row, then the next expiry.
 fn balance_table(balance: &Value) -> String {
-    let mut lines = vec![vec![
-        "SERVICE".to_string(),
-        "AVAILABLE".to_string(),
-        "RESERVED".to_string(),
-    ]];
+    let mut lines =
+        vec![vec!["SERVICE".to_string(), "AVAILABLE".to_string(), "RESERVED".to_string()]];
     if let Some(services) = balance["byService"].as_object() {
         for (service, amounts) in services {
             lines.push(vec![
@@ -308,9 +278,7 @@ fn balance_table(balance: &Value) -> String {
 }
 
 async fn balance(session: &Session, account: String) -> Result<(), Failure> {
-    let url = session
-        .client
-        .url(&["v2", "balance"], &[("accountId", Some(account))]);
+    let url = session.client.url(&["v2", "balance"], &[("accountId", Some(account))]);
     let answer = session.client.get(url).await?;
     if session.json {
         out(&answer.text);
@@ -333,10 +301,8 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
             idempotency_key,
         } => {
             let metadata = (!metadata.is_empty()).then(|| {
-                let map: Map<String, Value> = metadata
-                    .into_iter()
-                    .map(|(key, value)| (key, Value::String(value)))
-                    .collect();
+                let map: Map<String, Value> =
+                    metadata.into_iter().map(|(key, value)| (key, Value::String(value))).collect();
                 Value::Object(map)
             });
             let body = body(vec![
@@ -364,15 +330,7 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
             session.print(&answer, table::USAGE);
             Ok(())
         }
-        UsageCommand::List {
-            account,
-            service,
-            member,
-            api_key,
-            from,
-            to,
-            page,
-        } => {
+        UsageCommand::List { account, service, member, api_key, from, to, page } => {
             let query = vec![
                 ("accountId", account),
                 ("service", service),
@@ -381,9 +339,7 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
                 ("from", from),
                 ("to", to),
             ];
-            session
-                .list(&["v2", "usage"], query, Some(&page), table::USAGE)
-                .await
+            session.list(&["v2", "usage"], query, Some(&page), table::USAGE).await
         }
     }
 }
@@ -391,21 +347,12 @@ async fn usage(session: &Session, command: UsageCommand) -> Result<(), Failure> 
 async fn services(session: &Session, command: ServicesCommand) -> Result<(), Failure> {
     match command {
         ServicesCommand::List => {
-            session
-                .list(&["v2", "services"], Vec::new(), None, table::SERVICE)
-                .await
+            session.list(&["v2", "services"], Vec::new(), None, table::SERVICE).await
         }
-        ServicesCommand::Create {
-            id,
-            name,
-            unit_cost,
-            operations,
-        } => {
+        ServicesCommand::Create { id, name, unit_cost, operations } => {
             let operations = (!operations.is_empty()).then(|| {
-                let map: Map<String, Value> = operations
-                    .into_iter()
-                    .map(|(name, cost)| (name, Value::from(cost)))
-                    .collect();
+                let map: Map<String, Value> =
+                    operations.into_iter().map(|(name, cost)| (name, Value::from(cost))).collect();
                 Value::Object(map)
             });
             let body = body(vec![
@@ -414,9 +361,7 @@ async fn services(session: &Session, command: ServicesCommand) -> Result<(), Fai
                 ("unitCost", some(unit_cost)),
                 ("operations", operations),
             ]);
-            session
-                .post(&["v2", "services"], &body, table::SERVICE)
-                .await?;
+            session.post(&["v2", "services"], &body, table::SERVICE).await?;
             Ok(())
         }
     }
@@ -424,46 +369,30 @@ async fn services(session: &Session, command: ServicesCommand) -> Result<(), Fai
 
 async fn members(session: &Session, command: MembersCommand) -> Result<(), Failure> {
     match command {
-        MembersCommand::Create {
-            account,
-            email,
-            role,
-            name,
-        } => {
+        MembersCommand::Create { account, email, role, name } => {
             let body = body(vec![
                 ("accountId", some(account)),
                 ("email", some(email)),
                 ("name", optional(name)),
                 ("role", some(role)),
             ]);
-            session
-                .post(&["v2", "members"], &body, table::MEMBER)
-                .await?;
+            session.post(&["v2", "members"], &body, table::MEMBER).await?;
             Ok(())
         }
         MembersCommand::List { account, page } => {
             let query = vec![("accountId", Some(account))];
-            session
-                .list(&["v2", "members"], query, Some(&page), table::MEMBER)
-                .await
+            session.list(&["v2", "members"], query, Some(&page), table::MEMBER).await
         }
         MembersCommand::Get { id } => session.get(&["v2", "members", &id], table::MEMBER).await,
         MembersCommand::Delete { id } => {
-            session
-                .delete(&["v2", "members", &id], table::DELETED)
-                .await
+            session.delete(&["v2", "members", &id], table::DELETED).await
         }
     }
 }
 
 async fn keys(session: &Session, command: KeysCommand) -> Result<(), Failure> {
     match command {
-        KeysCommand::Create {
-            account,
-            name,
-            scopes,
-            member,
-        } => {
+        KeysCommand::Create { account, name, scopes, member } => {
             let scopes = (!scopes.is_empty()).then(|| Value::from(scopes));
             let body = body(vec![
                 ("accountId", optional(account)),
@@ -471,9 +400,7 @@ async fn keys(session: &Session, command: KeysCommand) -> Result<(), Failure> {
                 ("scopes", scopes),
                 ("memberId", optional(member)),
             ]);
-            let answer = session
-                .post(&["v2", "api-keys"], &body, table::API_KEY)
-                .await?;
+            let answer = session.post(&["v2", "api-keys"], &body, table::API_KEY).await?;
             if !session.json && answer.json["secret"].is_string() {
                 eprintln!("the secret is shown only once: store it now");
             }
@@ -481,29 +408,17 @@ async fn keys(session: &Session, command: KeysCommand) -> Result<(), Failure> {
         }
         KeysCommand::List { account, page } => {
             let query = vec![("accountId", account)];
-            session
-                .list(&["v2", "api-keys"], query, Some(&page), table::API_KEY)
-                .await
+            session.list(&["v2", "api-keys"], query, Some(&page), table::API_KEY).await
         }
         KeysCommand::Revoke { id } => {
-            session
-                .delete(&["v2", "api-keys", &id], table::API_KEY)
-                .await
+            session.delete(&["v2", "api-keys", &id], table::API_KEY).await
         }
     }
 }
 
 async fn budgets(session: &Session, command: BudgetsCommand) -> Result<(), Failure> {
     match command {
-        BudgetsCommand::Create {
-            account,
-            name,
-            scope,
-            period,
-            limit,
-            enforcement,
-            thresholds,
-        } => {
+        BudgetsCommand::Create { account, name, scope, period, limit, enforcement, thresholds } => {
             let scope = body(vec![("type", some(scope.kind)), ("id", optional(scope.id))]);
             let thresholds = (!thresholds.is_empty()).then(|| Value::from(thresholds));
             let body = body(vec![
@@ -515,22 +430,16 @@ async fn budgets(session: &Session, command: BudgetsCommand) -> Result<(), Failu
                 ("enforcement", optional(enforcement)),
                 ("thresholds", thresholds),
             ]);
-            session
-                .post(&["v2", "budgets"], &body, table::BUDGET)
-                .await?;
+            session.post(&["v2", "budgets"], &body, table::BUDGET).await?;
             Ok(())
         }
         BudgetsCommand::List { account, page } => {
             let query = vec![("accountId", Some(account))];
-            session
-                .list(&["v2", "budgets"], query, Some(&page), table::BUDGET)
-                .await
+            session.list(&["v2", "budgets"], query, Some(&page), table::BUDGET).await
         }
         BudgetsCommand::Get { id } => session.get(&["v2", "budgets", &id], table::BUDGET).await,
         BudgetsCommand::Delete { id } => {
-            session
-                .delete(&["v2", "budgets", &id], table::DELETED)
-                .await
+            session.delete(&["v2", "budgets", &id], table::DELETED).await
         }
     }
 }
@@ -551,14 +460,7 @@ async fn ledger(session: &Session, args: LedgerArgs) -> Result<(), Failure> {
         out(&text);
         return Ok(());
     }
-    session
-        .list(
-            &["v2", "ledger"],
-            query,
-            Some(&args.page),
-            table::LEDGER_ENTRY,
-        )
-        .await
+    session.list(&["v2", "ledger"], query, Some(&args.page), table::LEDGER_ENTRY).await
 }
 
 #[cfg(test)]

@@ -461,20 +461,14 @@ fn budget_scope(text: &str) -> Result<BudgetScope, String> {
     match (kind, id) {
         ("account", None) => Ok(BudgetScope { kind, id: None }),
         ("account", Some(_)) => Err("the account scope takes no id: use --scope account".into()),
-        (_, Some(id)) if !id.is_empty() => Ok(BudgetScope {
-            kind,
-            id: Some(id.to_string()),
-        }),
+        (_, Some(id)) if !id.is_empty() => Ok(BudgetScope { kind, id: Some(id.to_string()) }),
         _ => Err(format!("the {kind} scope needs an id: {kind}:ID")),
     }
 }
 
 /// Runs a client command to completion and returns the process exit code.
 pub fn run(command: ClientCommand) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -495,9 +489,7 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expected: Result<(&'static str, Option<&str>), ()>) {
-        let parsed = budget_scope(text)
-            .map(|scope| (scope.kind, scope.id))
-            .map_err(|_| ());
+        let parsed = budget_scope(text).map(|scope| (scope.kind, scope.id)).map_err(|_| ());
         let expected = expected.map(|(kind, id)| (kind, id.map(str::to_string)));
         assert_eq!(parsed, expected, "{text}");
     }

@@ -20,19 +20,11 @@ pub struct Column {
 }
 
 const fn column(header: &'static str, pointer: &'static str) -> Column {
-    Column {
-        header,
-        pointer,
-        when_present: false,
-    }
+    Column { header, pointer, when_present: false }
 }
 
 const fn column_when_present(header: &'static str, pointer: &'static str) -> Column {
-    Column {
-        header,
-        pointer,
-        when_present: true,
-    }
+    Column { header, pointer, when_present: true }
 }
 
 pub const ACCOUNT: &[Column] = &[
@@ -137,11 +129,9 @@ pub fn cell(value: Option<&Value>) -> String {
         Some(Value::Number(number)) => number.to_string(),
         Some(Value::Bool(flag)) => flag.to_string(),
         Some(Value::Array(items)) if items.is_empty() => "-".to_string(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| cell(Some(item)))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(Value::Array(items)) => {
+            items.iter().map(|item| cell(Some(item))).collect::<Vec<_>>().join(",")
+        }
         Some(Value::Object(map)) => match (map.get("type"), map.get("id")) {
             // A budget scope: `account`, or `member:mem_…`.
             (Some(Value::String(kind)), None | Some(Value::Null)) => kind.clone(),
@@ -158,9 +148,7 @@ pub fn cell(value: Option<&Value>) -> String {
 
 /// Keeps a table row on one line whatever a name or description holds.
 fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The table of `rows` (JSON objects) under `columns`, each line ending with a newline.
@@ -169,25 +157,13 @@ pub fn render(columns: &[Column], rows: &[Value]) -> String {
         .iter()
         .filter(|column| {
             !column.when_present
-                || rows
-                    .iter()
-                    .any(|row| !row.pointer(column.pointer).is_none_or(Value::is_null))
+                || rows.iter().any(|row| !row.pointer(column.pointer).is_none_or(Value::is_null))
         })
         .collect();
     let mut lines: Vec<Vec<String>> = Vec::with_capacity(rows.len() + 1);
-    lines.push(
-        shown
-            .iter()
-            .map(|column| column.header.to_string())
-            .collect(),
-    );
+    lines.push(shown.iter().map(|column| column.header.to_string()).collect());
     for row in rows {
-        lines.push(
-            shown
-                .iter()
-                .map(|column| cell(row.pointer(column.pointer)))
-                .collect(),
-        );
+        lines.push(shown.iter().map(|column| cell(row.pointer(column.pointer))).collect());
     }
     render_cells(&lines)
 }
@@ -238,10 +214,7 @@ mod tests {
         check(json!(42), "42");
         check(json!(true), "true");
         check(json!([]), "-");
-        check(
-            json!(["usage:write", "credits:read"]),
-            "usage:write,credits:read",
-        );
+        check(json!(["usage:write", "credits:read"]), "usage:write,credits:read");
         check(json!({"type": "account"}), "account");
         check(json!({"type": "account", "id": null}), "account");
         check(json!({"type": "member", "id": "mem_1"}), "member:mem_1");

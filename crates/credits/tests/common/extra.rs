@@ -16,11 +16,7 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh idempotency key, unique within the test process.
 pub fn key() -> String {
-    format!(
-        "x-{}-{}",
-        std::process::id(),
-        NEXT_KEY.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("x-{}-{}", std::process::id(), NEXT_KEY.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
@@ -105,10 +101,7 @@ pub fn parse_rfc3339(text: &str) -> f64 {
 
 /// Seconds since the epoch, now.
 pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 /// Sleeps until the given RFC 3339 instant plus `after_ms` milliseconds.
@@ -122,10 +115,7 @@ pub async fn sleep_until(instant: &str, after_ms: u64) {
 
 /// Asserts an RFC 9457 problem+json answer with the given status and SPEC code.
 pub fn assert_problem(answer: &Answer, status: u16, code: &str) {
-    assert_eq!(
-        answer.status, status,
-        "expected {status} {code}: {answer:?}"
-    );
+    assert_eq!(answer.status, status, "expected {status} {code}: {answer:?}");
     assert_problem_shape(answer);
     assert_eq!(answer.code(), code, "{answer:?}");
 }
@@ -183,8 +173,7 @@ pub async fn get_as(
     key: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Answer {
-    app.request(reqwest::Method::GET, path, key, headers, None)
-        .await
+    app.request(reqwest::Method::GET, path, key, headers, None).await
 }
 
 /// A POST as the admin with a fresh idempotency key.
@@ -209,12 +198,7 @@ pub async fn post_bytes(
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        text,
-        json,
-    }
+    Answer { status, headers, text, json }
 }
 
 /// Records usage with explicit extra fields and a fresh key.

@@ -20,10 +20,7 @@ pub fn fresh_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "credits-test-{}-{}-{n}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -114,10 +111,7 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let address = receiver
         .recv_timeout(Duration::from_secs(30))
         .expect("the server prints its address within 30 s");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     TestApp {
         address,
         data_dir: data_dir.to_path_buf(),
@@ -159,10 +153,7 @@ impl TestApp {
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         let mut child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         assert!(status.unwrap().success());
         child.wait().unwrap().success()
     }
@@ -183,26 +174,18 @@ impl TestApp {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+            request = request.header("content-type", "application/json").body(body);
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            text,
-            json,
-        }
+        Answer { status, headers, text, json }
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        self.request(reqwest::Method::GET, path, Some(ADMIN_KEY), &[], None)
-            .await
+        self.request(reqwest::Method::GET, path, Some(ADMIN_KEY), &[], None).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
@@ -210,17 +193,10 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, path: &str, body: &str, idempotency_key: Option<&str>) -> Answer {
-        let headers: Vec<(&str, &str)> = idempotency_key
-            .map(|k| vec![("idempotency-key", k)])
-            .unwrap_or_default();
-        self.request(
-            reqwest::Method::POST,
-            path,
-            Some(ADMIN_KEY),
-            &headers,
-            Some(body.to_string()),
-        )
-        .await
+        let headers: Vec<(&str, &str)> =
+            idempotency_key.map(|k| vec![("idempotency-key", k)]).unwrap_or_default();
+        self.request(reqwest::Method::POST, path, Some(ADMIN_KEY), &headers, Some(body.to_string()))
+            .await
     }
 
     pub async fn post_idempotent(&self, path: &str, key: &str, body: &Value) -> Answer {
@@ -228,14 +204,8 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, body: &Value) -> Answer {
-        self.request(
-            reqwest::Method::PATCH,
-            path,
-            Some(ADMIN_KEY),
-            &[],
-            Some(body.to_string()),
-        )
-        .await
+        self.request(reqwest::Method::PATCH, path, Some(ADMIN_KEY), &[], Some(body.to_string()))
+            .await
     }
 
     /// Creates an account and returns its id.
@@ -259,8 +229,7 @@ impl TestApp {
     /// Records usage with a fresh idempotency key.
     pub async fn use_credits(&self, account: &str, service: &str, quantity: u64) -> Answer {
         let key = format!("k-{}", NEXT_DIR.fetch_add(1, Ordering::SeqCst));
-        self.post_idempotent("/v2/usage", &key, &usage_body(account, service, quantity))
-            .await
+        self.post_idempotent("/v2/usage", &key, &usage_body(account, service, quantity)).await
     }
 
     pub async fn credit(&self, id: &str) -> Value {

@@ -25,10 +25,7 @@ impl Target {
             .timeout(std::time::Duration::from_secs(20))
             .build()
             .unwrap();
-        Target {
-            client,
-            address: app.address.clone(),
-        }
+        Target { client, address: app.address.clone() }
     }
 
     /// A POST with the admin key; `Err` when the server did not answer (died, closed).
@@ -52,19 +49,12 @@ impl Target {
         let headers = response.headers().clone();
         let text = response.text().await?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Answer {
-            status,
-            headers,
-            text,
-            json,
-        })
+        Ok(Answer { status, headers, text, json })
     }
 
     /// A POST that must be answered.
     pub async fn post(&self, path: &str, body: &str, idempotency_key: Option<&str>) -> Answer {
-        self.try_post(path, body, idempotency_key)
-            .await
-            .expect("the server answers")
+        self.try_post(path, body, idempotency_key).await.expect("the server answers")
     }
 }
 
@@ -97,23 +87,15 @@ pub async fn list_all(app: &TestApp, path: &str) -> Vec<Value> {
 
 /// A non-negative integer field.
 pub fn num(value: &Value, field: &str) -> u64 {
-    value[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} is a non-negative integer in {value}"))
+    value[field].as_u64().unwrap_or_else(|| panic!("{field} is a non-negative integer in {value}"))
 }
 
 /// Section 5: amount = used + reserved + remaining + expiredAmount + voidedAmount.
 pub fn assert_equation(record: &Value) {
-    let parts = [
-        "used",
-        "reserved",
-        "remaining",
-        "expiredAmount",
-        "voidedAmount",
-    ]
-    .iter()
-    .map(|f| num(record, f))
-    .sum::<u64>();
+    let parts = ["used", "reserved", "remaining", "expiredAmount", "voidedAmount"]
+        .iter()
+        .map(|f| num(record, f))
+        .sum::<u64>();
     assert_eq!(
         num(record, "amount"),
         parts,
@@ -124,10 +106,7 @@ pub fn assert_equation(record: &Value) {
 /// Sums `credits` of the allocations of a usage or reservation, by credit record id.
 pub fn allocations_into(target: &mut HashMap<String, u64>, allocations: &Value) {
     for allocation in allocations.as_array().expect("allocations is an array") {
-        let credit = allocation["creditId"]
-            .as_str()
-            .expect("creditId")
-            .to_string();
+        let credit = allocation["creditId"].as_str().expect("creditId").to_string();
         *target.entry(credit).or_default() += num(allocation, "credits");
     }
 }
@@ -136,9 +115,5 @@ pub fn allocations_into(target: &mut HashMap<String, u64>, allocations: &Value) 
 pub fn key(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
 }

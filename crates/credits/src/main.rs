@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Allow webhook URLs over http and to loopback or private addresses (development, tests).
     #[arg(long, env = "CREDITS_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, hide = true)]
     webhook_allow_private: bool,
+    /// Scales the webhook retry schedule; tests shrink it (for example 0.01).
+    #[arg(long, env = "CREDITS_WEBHOOK_RETRY_SCALE", default_value_t = 1.0, hide = true)]
+    webhook_retry_scale: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,7 +109,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let secrets = std::sync::Arc::new(secrets);
     let policy = credits_webhooks::UrlPolicy { allow_private: args.webhook_allow_private };
     let dispatcher = credits_webhooks::Dispatcher::new(store.clone(), secrets.clone(), policy, 16)
-        .context("cannot build the webhook client")?;
+        .context("cannot build the webhook client")?
+        .with_retry_scale(args.webhook_retry_scale);
     let dispatcher = tokio::spawn(dispatcher.run());
     let webhooks = credits_api::WebhookConfig { secrets, policy };
     let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks));

@@ -35,6 +35,8 @@ pub struct WebhookConfig {
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Renders the Prometheus metrics for `/metrics`.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     pub store: Store,
     pub keys: Arc<KeyCache>,
     pub docs: Arc<docs::Docs>,
@@ -42,8 +44,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, webhooks: Arc<WebhookConfig>) -> AppState {
-        AppState { store, keys: Arc::default(), docs: Arc::new(docs::Docs::build()), webhooks }
+    pub fn new(
+        store: Store,
+        webhooks: Arc<WebhookConfig>,
+        metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> AppState {
+        AppState {
+            metrics,
+            store,
+            keys: Arc::default(),
+            docs: Arc::new(docs::Docs::build()),
+            webhooks,
+        }
     }
 }
 
@@ -94,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v2", v2)
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
+        .route("/metrics", get(routes::system::metrics))
         .route("/openapi.json", get(routes::system::openapi_json))
         .route("/docs", get(routes::system::docs_page))
         .fallback(routes::system::not_found)

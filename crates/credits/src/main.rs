@@ -113,7 +113,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_retry_scale(args.webhook_retry_scale);
     let dispatcher = tokio::spawn(dispatcher.run());
     let webhooks = credits_api::WebhookConfig { secrets, policy };
-    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks));
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let render_metrics = std::sync::Arc::new(move || prometheus.render());
+    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics);
     let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
     let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -76,7 +76,12 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut connection, &mut writer, &mut jobs) {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&mut connection, &mut writer, &mut jobs);
+        metrics::histogram!("credits_writer_batch_requests").record(count as f64);
+        metrics::histogram!("credits_writer_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match committed {
             Ok(results) => {
                 for (job, results) in jobs.into_iter().zip(results) {
                     // A caller that went away still had its write committed; nothing to do.

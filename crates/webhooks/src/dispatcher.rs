@@ -210,6 +210,17 @@ async fn attempt(shared: &Shared, due: &DueDelivery) -> AttemptResult {
         Sent::Refused(_) | Sent::NoAnswer(_) => (false, None, false, true),
         Sent::Dropped(_) => (false, None, false, false),
     };
+    let result = match (succeeded, disable_endpoint) {
+        (true, _) => "succeeded",
+        (false, true) => "gone",
+        (false, false) => "failed",
+    };
+    metrics::counter!("credits_webhook_attempts_total", "result" => result).increment(1);
+    metrics::histogram!("credits_webhook_attempt_seconds").record(duration_ms as f64 / 1000.0);
+    if let Some(due) = delivery.next_attempt_at {
+        let lag_seconds = (now().0 - due.0).max(0) as f64 / 1_000_000.0;
+        metrics::histogram!("credits_webhook_delivery_lag_seconds").record(lag_seconds);
+    }
     let retry_at = if retries {
         retry_delay(delivery.attempt).map(|delay| delay.mul_f64(shared.retry_scale)).map(|delay| {
             let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);

@@ -25,6 +25,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     Ok(Json(serde_json::json!({"status": "ready"})))
 }
 
+/// Prometheus metrics: writer batches and commits, webhook attempts and delivery lag.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = (state.metrics)();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], state.docs.openapi_json.clone()).into_response()
 }

@@ -30,7 +30,9 @@ use serde_json::{json, Value};
 
 use common::{Answer, TestApp, ADMIN_KEY};
 use extra::{assert_problem, key, s};
-use team::{account_key, call, get, ledger_snapshot, list_all_as, member, member_key, post, Key};
+use team::{
+    account_key, call, delete, get, ledger_snapshot, list_all_as, member, member_key, post, Key,
+};
 
 const ACCOUNT_SCOPES: [&str; 6] = [
     "budgets:manage",
@@ -975,4 +977,24 @@ async fn demoting_a_member_removes_usage_write_from_its_key_at_once() {
     assert_eq!(read.status, 200, "{read:?}");
     let usage_read = get(&app, "/v2/usage", &key.secret).await;
     assert_eq!(usage_read.status, 200, "{usage_read:?}");
+}
+
+/// A member's key mints keys bound to that member, so that removing the member revokes them too
+/// and no minted key escapes the member's role.
+#[tokio::test]
+async fn keys_minted_by_a_member_stay_bound_to_that_member() {
+    let app = common::spawn_app().await;
+    let account = app.create_account().await;
+    let owner = member(&app, &account, "owner").await;
+    let owner_key = member_key(&app, &account, &owner).await;
+    let minted = post(&app, "/v2/api-keys", &owner_key.secret, &json!({"name": "minted"})).await;
+    assert_eq!(minted.status, 201, "{minted:?}");
+    assert_eq!(minted.json["memberId"], owner.as_str(), "{minted:?}");
+    let minted_secret = s(&minted.json, "secret");
+    let before = get(&app, &format!("/v2/balance?accountId={account}"), &minted_secret).await;
+    assert_eq!(before.status, 200, "{before:?}");
+    let removed = delete(&app, &format!("/v2/members/{owner}"), ADMIN_KEY).await;
+    assert_eq!(removed.status, 200, "{removed:?}");
+    let after = get(&app, &format!("/v2/balance?accountId={account}"), &minted_secret).await;
+    assert_problem(&after, 401, "unauthorized");
 }

@@ -79,6 +79,9 @@ pub async fn create(
     };
     let scopes = scopes_checked(&principal, operator_key, request.scopes)?;
     let ceiling = if principal.has("*") { None } else { Some(principal.scopes.clone()) };
+    // A member's key mints keys bound to that member unless it names another: an unbound key
+    // would escape the member's role when the member is later demoted or removed.
+    let member_id = request.member_id.or_else(|| principal.member_id.clone());
     let random: [u8; 32] = rand::random();
     let secret = format!(
         "ck_{}_{}",
@@ -87,7 +90,7 @@ pub async fn create(
     );
     let new = NewApiKey {
         account_id,
-        member_id: request.member_id,
+        member_id,
         name: request.name,
         scopes,
         ceiling,

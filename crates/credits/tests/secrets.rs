@@ -49,6 +49,7 @@ impl Server {
             .env("CREDITS_DATA_DIR", &data_dir)
             .env("CREDITS_ADMIN_KEY", ADMIN_KEY)
             .env("CREDITS_LOG", "debug")
+            .env("CREDITS_WEBHOOK_ALLOW_PRIVATE", "true")
             .env_remove("CREDITS_DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::from(File::create(&log).unwrap()))
@@ -144,6 +145,11 @@ fn needles(secret: &str) -> Vec<(String, Vec<u8>)> {
         ("secret".to_string(), secret.as_bytes().to_vec()),
         ("secret after its prefix".to_string(), secret.as_bytes()[12..].to_vec()),
     ];
+    if let Some(key) = secret.strip_prefix("whsec_") {
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(key) {
+            needles.push(("webhook signing key bytes".to_string(), bytes));
+        }
+    }
     if let Some(random) = secret.rsplit('_').next() {
         if let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(random) {
             if bytes.len() == 32 {
@@ -253,6 +259,18 @@ async fn no_secret_is_stored_or_logged_and_only_the_create_answer_shows_it() {
         .await;
     assert_eq!(minted.status, 201, "{minted:?}");
     secrets.push(("minted key".into(), s(&minted.json, "secret")));
+    // A webhook endpoint's signing secret is sealed at rest, never stored or logged in clear.
+    let endpoint = server
+        .post(
+            "/v2/webhook-endpoints",
+            ADMIN_KEY,
+            &json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{endpoint:?}");
+    let webhook_secret = s(&endpoint.json, "secret");
+    assert!(webhook_secret.starts_with("whsec_"), "{endpoint:?}");
+    secrets.push(("webhook secret".into(), webhook_secret));
     let minted_id = s(&minted.json, "id");
     ids.push(minted_id.clone());
     let replay = server

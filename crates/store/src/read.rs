@@ -47,26 +47,50 @@ pub(crate) fn service_find(
     Ok(Some(service))
 }
 
+/// One row by key: `sql` selects with `?1`, `map` turns the row into `(seq, value)`.
+pub(crate) fn find_one<T>(
+    connection: &Connection,
+    sql: &str,
+    key: &str,
+    map: impl FnOnce(&r2d2_sqlite::rusqlite::Row<'_>) -> r2d2_sqlite::rusqlite::Result<(i64, T)>,
+) -> Result<Option<T>, StoreError> {
+    let row = connection.prepare_cached(sql)?.query_row([key], map).optional()?;
+    Ok(row.map(|(_, value)| value))
+}
+
+pub(crate) fn account_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<Account>, StoreError> {
+    let sql = format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS);
+    find_one(connection, &sql, id, rows::account_from_row)
+}
+
+pub(crate) fn api_key_find(
+    connection: &Connection,
+    id: &str,
+) -> Result<Option<ApiKey>, StoreError> {
+    let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
+    find_one(connection, &sql, id, rows::api_key_from_row)
+}
+
 /// A member that has not been deleted.
 pub(crate) fn member_find(connection: &Connection, id: &str) -> Result<Option<Member>, StoreError> {
     let sql = format!(
         "SELECT {} FROM members WHERE id = ?1 AND deleted_at IS NULL",
         rows::MEMBER_COLUMNS
     );
-    let row = connection.prepare_cached(&sql)?.query_row([id], rows::member_from_row).optional()?;
-    Ok(row.map(|(_, member)| member))
+    find_one(connection, &sql, id, rows::member_from_row)
 }
 
 pub(crate) fn budget_find(connection: &Connection, id: &str) -> Result<Option<Budget>, StoreError> {
     let sql = format!("SELECT {} FROM budgets WHERE id = ?1", rows::BUDGET_COLUMNS);
-    let row = connection.prepare_cached(&sql)?.query_row([id], rows::budget_from_row).optional()?;
-    Ok(row.map(|(_, budget)| budget))
+    find_one(connection, &sql, id, rows::budget_from_row)
 }
 
 pub(crate) fn event_find(connection: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
     let sql = format!("SELECT {} FROM events WHERE id = ?1", rows::EVENT_COLUMNS);
-    let row = connection.prepare_cached(&sql)?.query_row([id], rows::event_from_row).optional()?;
-    Ok(row.map(|(_, event)| event))
+    find_one(connection, &sql, id, rows::event_from_row)
 }
 
 /// An endpoint that was not deleted.
@@ -78,9 +102,7 @@ pub(crate) fn endpoint_find(
         "SELECT {} FROM webhook_endpoints WHERE id = ?1 AND deleted_at IS NULL",
         rows::ENDPOINT_COLUMNS
     );
-    let row =
-        connection.prepare_cached(&sql)?.query_row([id], rows::endpoint_from_row).optional()?;
-    Ok(row.map(|(_, endpoint)| endpoint))
+    find_one(connection, &sql, id, rows::endpoint_from_row)
 }
 
 pub(crate) fn credit_find(
@@ -88,8 +110,7 @@ pub(crate) fn credit_find(
     id: &str,
 ) -> Result<Option<CreditRecord>, StoreError> {
     let sql = format!("SELECT {} FROM credits WHERE id = ?1", rows::CREDIT_COLUMNS);
-    let row = connection.prepare_cached(&sql)?.query_row([id], rows::credit_from_row).optional()?;
-    Ok(row.map(|(_, record)| record))
+    find_one(connection, &sql, id, rows::credit_from_row)
 }
 
 pub(crate) fn reservation_find(
@@ -194,13 +215,7 @@ impl<'c> Reader<'c> {
     }
 
     pub fn api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
-        let row = self
-            .connection
-            .prepare_cached(&sql)?
-            .query_row([id], rows::api_key_from_row)
-            .optional()?;
-        Ok(row.map(|(_, key)| key))
+        api_key_find(self.connection, id)
     }
 
     /// Keys of one account, or (operators, `None`) every key.
@@ -374,13 +389,7 @@ impl<'c> Reader<'c> {
     }
 
     pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        let sql = format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS);
-        let row = self
-            .connection
-            .prepare_cached(&sql)?
-            .query_row([id], rows::account_from_row)
-            .optional()?;
-        Ok(row.map(|(_, account)| account))
+        account_find(self.connection, id)
     }
 
     pub fn accounts(

@@ -16,6 +16,7 @@ use credits_core::{
 };
 
 use crate::outbox;
+use crate::read::{account_find, api_key_find};
 use crate::rows::{self, book_load};
 use crate::spending::Spending;
 use crate::types::*;
@@ -211,14 +212,6 @@ fn persist(
         rows::entry_insert(connection, entry)?;
     }
     Ok(())
-}
-
-fn account_find(connection: &Connection, id: &str) -> Result<Option<Account>, StoreError> {
-    let account = connection
-        .prepare_cached(&format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS))?
-        .query_row([id], rows::account_from_row)
-        .optional()?;
-    Ok(account.map(|(_, account)| account))
 }
 
 /// A member named as the actor must exist in the account (another account's is not found).
@@ -880,13 +873,6 @@ fn sweep(
         )?
         .execute([forget_before])?;
     Ok(Outcome::Swept { expired_holds, expired_credits })
-}
-
-fn api_key_find(connection: &Connection, id: &str) -> Result<Option<ApiKey>, StoreError> {
-    let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
-    let row =
-        connection.prepare_cached(&sql)?.query_row([id], rows::api_key_from_row).optional()?;
-    Ok(row.map(|(_, key)| key))
 }
 
 fn email_taken(

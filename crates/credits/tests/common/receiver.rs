@@ -85,31 +85,32 @@ pub fn serve_on(listener: tokio::net::TcpListener) -> Receiver {
     let address = listener.local_addr().unwrap();
     let state = Arc::new(Mutex::new(State { default_status: 200, ..State::default() }));
     let shared = state.clone();
-    let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let shared = shared.clone();
-        async move {
-            let mut state = shared.lock().unwrap();
-            let answered = state.script.pop_front().unwrap_or(state.default_status);
-            let headers = headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_ascii_lowercase(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            state.requests.push(Captured {
-                method: method.to_string(),
-                path: uri.path().to_string(),
-                headers,
-                body: body.to_vec(),
-                answered,
-                at: Instant::now(),
-            });
-            StatusCode::from_u16(answered).unwrap()
-        }
-    });
+    let app =
+        Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let shared = shared.clone();
+            async move {
+                let mut state = shared.lock().unwrap();
+                let answered = state.script.pop_front().unwrap_or(state.default_status);
+                let headers = headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_ascii_lowercase(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                state.requests.push(Captured {
+                    method: method.to_string(),
+                    path: uri.path().to_string(),
+                    headers,
+                    body: body.to_vec(),
+                    answered,
+                    at: Instant::now(),
+                });
+                StatusCode::from_u16(answered).unwrap()
+            }
+        });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -160,7 +161,9 @@ impl Receiver {
                 let seen: Vec<String> = self
                     .requests()
                     .iter()
-                    .map(|r| format!("{} {} -> {}: {}", r.method, r.path, r.answered, r.body_text()))
+                    .map(|r| {
+                        format!("{} {} -> {}: {}", r.method, r.path, r.answered, r.body_text())
+                    })
                     .collect();
                 panic!(
                     "expected {count} matching webhook requests within {timeout:?}, found {}; \
@@ -251,7 +254,17 @@ pub fn python_standardwebhooks() -> Option<&'static str> {
         return Some("python3");
     }
     let installed = std::process::Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--timeout",
+            "10",
+            "--retries",
+            "1",
+            "standardwebhooks",
+        ])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -267,7 +280,12 @@ pub fn python_standardwebhooks() -> Option<&'static str> {
 
 /// Verifies a captured delivery with `standardwebhooks.Webhook(secret).verify(body, headers)`
 /// in a python3 subprocess; returns Ok(parsed payload as JSON) or Err(the Python error).
-pub fn python_verify(python: &str, secret: &str, request: &Captured, body: &[u8]) -> Result<Value, String> {
+pub fn python_verify(
+    python: &str,
+    secret: &str,
+    request: &Captured,
+    body: &[u8],
+) -> Result<Value, String> {
     let dir = std::env::temp_dir().join(format!(
         "credits-swh-{}-{}",
         std::process::id(),
@@ -413,7 +431,10 @@ pub fn assert_envelope(request: &Captured, event_type: &str, account: &str) -> V
     assert_eq!(body["type"], event_type, "{}", request.body_text());
     assert_eq!(body["accountId"], account, "{}", request.body_text());
     let created = body["createdAt"].as_str().unwrap();
-    assert!(created.ends_with('Z') && created.contains('T'), "createdAt {created:?} not RFC 3339 Z");
+    assert!(
+        created.ends_with('Z') && created.contains('T'),
+        "createdAt {created:?} not RFC 3339 Z"
+    );
     assert!(body["data"].is_object(), "data is not an object: {}", request.body_text());
     body
 }

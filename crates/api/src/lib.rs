@@ -5,6 +5,7 @@
 //! the writer's transaction, so an idempotent replay returns exactly the first answer.
 
 pub mod auth;
+pub mod dashboard;
 pub mod docs;
 pub mod dto;
 pub mod error;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .nest("/v2", v2)
+        .merge(dashboard::routes())
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
         .route("/metrics", get(routes::system::metrics))

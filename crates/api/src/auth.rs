@@ -192,17 +192,44 @@ fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, detail)
 }
 
+/// The principal of the key with this hash: from the cache, else from the database.
+pub async fn principal_for_hash(
+    state: &AppState,
+    hash: [u8; 32],
+) -> Result<Arc<Principal>, ApiError> {
+    if let Ok(entries) = state.keys.entries.read() {
+        if let Some((principal, at)) = entries.get(&hash) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                state.keys.touch(&principal.key_id);
+                return Ok(principal.clone());
+            }
+        }
+    }
+    let generation = state.keys.generation.load(Ordering::SeqCst);
+    let key = state.store.read(move |reader| reader.api_key_by_hash(&hash)).await?;
+    let Some((key, role)) = key else {
+        return Err(unauthorized("unknown or revoked key"));
+    };
+    let principal = Arc::new(Principal::from_key(key, role));
+    state.keys.touch(&principal.key_id);
+    state.keys.remember(hash, principal.clone(), generation);
+    Ok(principal)
+}
+
 impl FromRequestParts<AppState> for Arc<Principal> {
     type Rejection = ApiError;
 
+    /// A bearer key, or else the dashboard's session cookie (with CSRF checks).
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Arc<Principal>, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("the Authorization: Bearer <key> header is missing"))?;
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            if let Some(principal) = crate::session::principal_from_session(parts, state).await? {
+                return Ok(principal);
+            }
+            return Err(unauthorized("the Authorization: Bearer <key> header is missing"));
+        };
         let secret = header
             .to_str()
             .ok()
@@ -210,23 +237,6 @@ impl FromRequestParts<AppState> for Arc<Principal> {
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 512)
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
-        let hash = secret_hash(secret);
-        if let Ok(entries) = state.keys.entries.read() {
-            if let Some((principal, at)) = entries.get(&hash) {
-                if at.elapsed() < KEY_CACHE_TTL {
-                    state.keys.touch(&principal.key_id);
-                    return Ok(principal.clone());
-                }
-            }
-        }
-        let generation = state.keys.generation.load(Ordering::SeqCst);
-        let key = state.store.read(move |reader| reader.api_key_by_hash(&hash)).await?;
-        let Some((key, role)) = key else {
-            return Err(unauthorized("unknown or revoked key"));
-        };
-        let principal = Arc::new(Principal::from_key(key, role));
-        state.keys.touch(&principal.key_id);
-        state.keys.remember(hash, principal.clone(), generation);
-        Ok(principal)
+        principal_for_hash(state, secret_hash(secret)).await
     }
 }

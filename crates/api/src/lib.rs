@@ -13,6 +13,7 @@ pub mod extract;
 pub mod openapi;
 pub mod render;
 mod routes;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub struct AppState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     pub store: Store,
     pub keys: Arc<KeyCache>,
+    pub sessions: Arc<session::SessionStore>,
     pub docs: Arc<docs::Docs>,
     pub webhooks: Arc<WebhookConfig>,
 }
@@ -54,6 +56,7 @@ impl AppState {
             metrics,
             store,
             keys: Arc::default(),
+            sessions: Arc::default(),
             docs: Arc::new(docs::Docs::build()),
             webhooks,
         }
@@ -108,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes())
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
+        .route("/session", post(session::create).get(session::current).delete(session::delete))
         .route("/metrics", get(routes::system::metrics))
         .route("/openapi.json", get(routes::system::openapi_json))
         .route("/docs", get(routes::system::docs_page))

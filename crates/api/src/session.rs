@@ -1,0 +1,199 @@
+//! Dashboard sessions: `POST /session` trades an API key for an HttpOnly, SameSite=Strict cookie,
+//! so the key never reaches browser storage. The session keeps only the key's hash (the same
+//! lookup as a bearer key, so revocation and role changes apply at once) and a CSRF token that
+//! every unsafe request made with the cookie must echo in `X-CSRF-Token`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{principal_for_hash, secret_hash, Principal};
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{parse_json, RawBody};
+use crate::AppState;
+
+pub const COOKIE_NAME: &str = "credits_session";
+const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+const SESSIONS_MAX: usize = 100_000;
+
+struct Session {
+    key_hash: [u8; 32],
+    csrf_token: String,
+    expires: Instant,
+}
+
+#[derive(Default)]
+pub struct SessionStore {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SessionStore {
+    fn create(&self, key_hash: [u8; 32]) -> (String, String) {
+        let id = random_token();
+        let csrf_token = random_token();
+        if let Ok(mut sessions) = self.sessions.lock() {
+            let now = Instant::now();
+            sessions.retain(|_, s| s.expires > now);
+            if sessions.len() >= SESSIONS_MAX {
+                sessions.clear();
+            }
+            let session =
+                Session { key_hash, csrf_token: csrf_token.clone(), expires: now + SESSION_TTL };
+            sessions.insert(id.clone(), session);
+        }
+        (id, csrf_token)
+    }
+
+    fn find(&self, id: &str) -> Option<([u8; 32], String)> {
+        let sessions = self.sessions.lock().ok()?;
+        let session = sessions.get(id).filter(|s| s.expires > Instant::now())?;
+        Some((session.key_hash, session.csrf_token.clone()))
+    }
+
+    fn remove(&self, id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(id);
+        }
+    }
+}
+
+/// The session id from the request's cookies, if any.
+pub fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|h| h.to_str().ok()).find_map(|h| {
+        cookie::Cookie::split_parse(h)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == COOKIE_NAME)
+            .map(|c| c.value().to_string())
+    })
+}
+
+fn unsafe_method(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Authenticates a request by its session cookie; unsafe methods must carry the CSRF token.
+pub async fn principal_from_session(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<Arc<Principal>>, ApiError> {
+    let Some(id) = session_id(&parts.headers) else { return Ok(None) };
+    let Some((key_hash, csrf_token)) = state.sessions.find(&id) else {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "the session has ended; sign in again"));
+    };
+    if unsafe_method(&parts.method) {
+        let sent = parts.headers.get("x-csrf-token").map(HeaderValue::as_bytes).unwrap_or(b"");
+        if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
+            return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
+        }
+    }
+    principal_for_hash(state, key_hash).await.map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalDto {
+    key_id: String,
+    account_id: Option<String>,
+    member_id: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDto {
+    principal: PrincipalDto,
+    csrf_token: String,
+}
+
+fn session_dto(principal: &Principal, csrf_token: String) -> SessionDto {
+    let scopes = if principal.has("*") {
+        credits_core::access::SCOPES.iter().map(|s| s.to_string()).collect()
+    } else {
+        principal.scopes.clone()
+    };
+    SessionDto {
+        principal: PrincipalDto {
+            key_id: principal.key_id.clone(),
+            account_id: principal.account_id.clone(),
+            member_id: principal.member_id.clone(),
+            scopes,
+        },
+        csrf_token,
+    }
+}
+
+fn cookie(value: &str, max_age_seconds: u64) -> HeaderValue {
+    let text = format!(
+        "{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_seconds}"
+    );
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Sign in: the key is checked like a bearer key and traded for a session cookie.
+pub async fn create(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let sign_in = parse_json::<SignIn>(&body)?.request;
+    if sign_in.key.is_empty() || sign_in.key.len() > 512 {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "unknown or revoked key"));
+    }
+    let key_hash = secret_hash(&sign_in.key);
+    let principal = principal_for_hash(&state, key_hash).await?;
+    let (id, csrf_token) = state.sessions.create(key_hash);
+    let mut response = Json(session_dto(&principal, csrf_token)).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie(&id, SESSION_TTL.as_secs()));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Who is signed in, with the CSRF token for the page to send back.
+pub async fn current(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<SessionDto>, ApiError> {
+    let signed_out = || ApiError::new(ErrorCode::Unauthorized, "not signed in");
+    let id = session_id(&headers).ok_or_else(signed_out)?;
+    let (key_hash, csrf_token) = state.sessions.find(&id).ok_or_else(signed_out)?;
+    let principal = principal_for_hash(&state, key_hash).await?;
+    Ok(Json(session_dto(&principal, csrf_token)))
+}
+
+/// Sign out (needs the CSRF token).
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = session_id(&headers)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "not signed in"))?;
+    let Some((_, csrf_token)) = state.sessions.find(&id) else {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "not signed in"));
+    };
+    let sent = headers.get("x-csrf-token").map(HeaderValue::as_bytes).unwrap_or(b"");
+    if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
+        return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
+    }
+    state.sessions.remove(&id);
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
+    Ok(response)
+}

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/balance", get(routes::balance::retrieve))
         .route("/usage", get(routes::usage::list).post(routes::usage::create))
         .route("/usage/batch", post(routes::usage::batch))
+        .route("/usage/summary", get(routes::summary::summary))
         .route("/reservations", post(routes::reservations::create))
         .route("/reservations/{id}", get(routes::reservations::retrieve))
         .route("/reservations/{id}/capture", post(routes::reservations::capture))

@@ -35,7 +35,7 @@ impl Modify for BearerAuth {
         routes::credits::list, routes::credits::retrieve, routes::credits::create,
         routes::credits::void,
         routes::balance::retrieve,
-        routes::usage::create, routes::usage::batch, routes::usage::list,
+        routes::usage::create, routes::usage::batch, routes::usage::list, routes::summary::summary,
         routes::reservations::create, routes::reservations::retrieve,
         routes::reservations::capture, routes::reservations::release,
         routes::ledger::list,
@@ -56,7 +56,7 @@ impl Modify for BearerAuth {
         BalanceDto, ServiceBalanceDto, NextExpiryDto, LedgerEntryDto, MemberDto, MemberCreate,
         MemberPatchRequest, DeletedDto, ApiKeyDto, ApiKeyCreate, BudgetScopeDto, BudgetDto,
         BudgetCreate, BudgetPatchRequest,
-        WebhookEndpointDto, WebhookEndpointCreate, RedeliverRequest, DeliveryDto, EventDto,
+        crate::routes::summary::UsageSummaryDto, WebhookEndpointDto, WebhookEndpointCreate, RedeliverRequest, DeliveryDto, EventDto,
     )),
     modifiers(&BearerAuth),
 )]

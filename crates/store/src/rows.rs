@@ -276,8 +276,26 @@ pub(crate) fn usage_insert(connection: &Connection, usage: &UsageRecord) -> SqlR
             usage.reservation_id,
             usage.created_at.0,
         ])?;
+    // The hourly rollup that usage summaries read instead of raw usage.
+    connection
+        .prepare_cached(
+            "INSERT INTO usage_hourly (account_id, hour, service, operation, member_id, \
+             api_key_id, credits, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
+             ON CONFLICT DO UPDATE SET credits = credits + ?7, count = count + 1",
+        )?
+        .execute(params![
+            usage.account_id,
+            usage.created_at.0 - usage.created_at.0.rem_euclid(HOUR_MICROS),
+            usage.service,
+            usage.operation.as_deref().unwrap_or(""),
+            usage.actor.member_id.as_deref().unwrap_or(""),
+            usage.actor.api_key_id.as_deref().unwrap_or(""),
+            usage.credits,
+        ])?;
     Ok(())
 }
+
+pub(crate) const HOUR_MICROS: i64 = 3_600_000_000;
 
 pub(crate) const LEDGER_COLUMNS: &str = "seq, account_id, credit_id, type, credits, \
     remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at";

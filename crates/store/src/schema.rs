@@ -250,6 +250,24 @@ CREATE INDEX credits_expiring ON credits(expires_at)
     WHERE open = 1 AND expired = 0 AND voided = 0 AND expiring_soon_sent = 0
     AND expires_at IS NOT NULL;
 "#,
+    r#"
+CREATE TABLE usage_hourly (
+    account_id TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    api_key_id TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (account_id, hour, service, operation, member_id, api_key_id)
+) WITHOUT ROWID;
+INSERT INTO usage_hourly
+    SELECT account_id, (created_at / 3600000000) * 3600000000, service, coalesce(operation, ''),
+        coalesce(member_id, ''), coalesce(api_key_id, ''), sum(credits), count(*)
+    FROM usage GROUP BY 1, 2, 3, 4, 5, 6;
+CREATE INDEX usage_account_created ON usage(account_id, created_at);
+"#,
 ];
 
 /// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL

@@ -513,3 +513,24 @@ pub struct AttemptResult {
     /// When to try again after a failure; `None`: give up.
     pub retry_at: Option<Timestamp>,
 }
+
+/// Filters of a usage summary.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryFilter {
+    pub account_id: Option<String>,
+    pub service: Option<String>,
+    pub member_id: Option<String>,
+    pub api_key_id: Option<String>,
+}
+
+/// Usage of one hour and one combination of service, operation, member and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub hour: Timestamp,
+    pub service: String,
+    pub operation: Option<String>,
+    pub member_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub credits: u64,
+    pub count: u64,
+}

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod members;
 pub mod reservations;
 pub mod services;
+pub mod summary;
 pub mod system;
 pub mod usage;
 pub mod webhooks;

@@ -94,6 +94,8 @@ pub struct Principal {
     pub key_id: String,
     pub account_id: Option<String>,
     pub member_id: Option<String>,
+    /// The current role of the member a key is bound to.
+    pub role: Option<Role>,
     pub scopes: Vec<String>,
 }
 
@@ -107,7 +109,13 @@ impl Principal {
                 key.scopes.into_iter().filter(|s| role.scopes().contains(&s.as_str())).collect()
             }
         };
-        Principal { key_id: key.id, account_id: key.account_id, member_id: key.member_id, scopes }
+        Principal {
+            key_id: key.id,
+            account_id: key.account_id,
+            member_id: key.member_id,
+            role,
+            scopes,
+        }
     }
 
     /// Whether the key carries `scope` (the admin key carries `*`).

@@ -114,6 +114,8 @@ pub struct PrincipalDto {
     key_id: String,
     account_id: Option<String>,
     member_id: Option<String>,
+    /// The member's role, for a member-bound key.
+    role: Option<String>,
     scopes: Vec<String>,
 }
 
@@ -135,6 +137,7 @@ fn session_dto(principal: &Principal, csrf_token: String) -> SessionDto {
             key_id: principal.key_id.clone(),
             account_id: principal.account_id.clone(),
             member_id: principal.member_id.clone(),
+            role: principal.role.map(|r| r.as_str().to_string()),
             scopes,
         },
         csrf_token,
@@ -148,11 +151,26 @@ fn cookie(value: &str, max_age_seconds: u64) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
 }
 
+/// A browser's sign-in must come from this site: when an `Origin` header is sent, its host must
+/// be the `Host` the request was sent to (login CSRF protection on top of SameSite).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
 /// Sign in: the key is checked like a bearer key and traded for a session cookie.
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    if !same_origin(&headers) {
+        return Err(ApiError::new(ErrorCode::Forbidden, "sign in from this site only"));
+    }
     let sign_in = parse_json::<SignIn>(&body)?.request;
     if sign_in.key.is_empty() || sign_in.key.len() > 512 {
         return Err(ApiError::new(ErrorCode::Unauthorized, "unknown or revoked key"));

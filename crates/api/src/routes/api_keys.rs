@@ -16,7 +16,7 @@ use super::{check_text, list_response};
 use crate::auth::{secret_hash, Principal};
 use crate::dto::{ApiKeyCreate, ApiKeyDto, ListResponse};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{idempotency_key, page_request, parse_json, ApiPath, ApiQuery, RawBody};
+use crate::extract::{idempotency_key, parse_json, ApiPath, ApiQuery, RawBody};
 use crate::{respond, AppState};
 
 /// Checks the requested scopes: known, none operator-only on an account key, and none the caller
@@ -135,12 +135,16 @@ pub async fn list(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<ApiKeyListQuery>,
 ) -> Result<Json<ListResponse<ApiKeyDto>>, ApiError> {
-    principal.require("team:manage")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
-    if let Some(account_id) = &account_id {
-        super::account_exists(&state, account_id).await?;
-    }
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "team:manage",
+        query.account_id.as_deref(),
+        false,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
     let found =
         state.store.read(move |reader| reader.api_keys(account_id.as_deref(), page)).await?;
     Ok(list_response(found, |key| ApiKeyDto::from(&key)))

@@ -15,7 +15,7 @@ use super::{check_credits, check_text, list_response};
 use crate::auth::Principal;
 use crate::dto::{BudgetCreate, BudgetDto, BudgetPatchRequest, DeletedDto, ListResponse};
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, now, page_request, parse_json, ApiPath, ApiQuery, RawBody};
+use crate::extract::{idempotency_key, now, parse_json, ApiPath, ApiQuery, RawBody};
 use crate::{write, AppState};
 
 fn enforcement_parse(text: &str) -> Result<Enforcement, ApiError> {
@@ -101,12 +101,17 @@ pub async fn list(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<BudgetListQuery>,
 ) -> Result<Json<ListResponse<BudgetDto>>, ApiError> {
-    principal.require("budgets:manage")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal
-        .account_for_read(query.account_id.as_deref(), true)?
-        .ok_or_else(|| ApiError::bad_request("accountId is required"))?;
-    super::account_exists(&state, &account_id).await?;
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "budgets:manage",
+        query.account_id.as_deref(),
+        true,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    let account_id = account_id.ok_or_else(|| ApiError::bad_request("accountId is required"))?;
     let at = now();
     let found = state.store.read(move |reader| reader.budgets(&account_id, page, at)).await?;
     Ok(list_response(found, |budget| BudgetDto::at(&budget, at)))

@@ -11,13 +11,11 @@ use serde::Deserialize;
 use credits_core::{CreditKind, CreditStatus, SERVICE_ANY};
 use credits_store::{Command, CreditFilter, NewCredit};
 
-use super::{account_exists, check_credits, check_slug, check_text, list_response};
+use super::{check_credits, check_slug, check_text, list_response};
 use crate::auth::Principal;
 use crate::dto::{CreditCreate, CreditDto, ListResponse, VoidRequest};
 use crate::error::ApiError;
-use crate::extract::{
-    idempotency_key, now, page_request, parse_json, parse_time, ApiPath, ApiQuery, RawBody,
-};
+use crate::extract::{idempotency_key, now, parse_json, parse_time, ApiPath, ApiQuery, RawBody};
 use crate::{write, AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -44,12 +42,16 @@ pub async fn list(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<CreditListQuery>,
 ) -> Result<Json<ListResponse<CreditDto>>, ApiError> {
-    principal.require("credits:read")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
-    if let Some(account_id) = &account_id {
-        account_exists(&state, account_id).await?;
-    }
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "credits:read",
+        query.account_id.as_deref(),
+        false,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
     let status = query
         .status
         .as_deref()

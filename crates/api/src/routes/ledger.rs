@@ -11,11 +11,11 @@ use serde::Deserialize;
 use credits_core::EntryType;
 use credits_store::{LedgerFilter, PageRequest};
 
-use super::{account_exists, list_response};
+use super::list_response;
 use crate::auth::Principal;
 use crate::dto::{LedgerEntryDto, ListResponse};
 use crate::error::ApiError;
-use crate::extract::{format_time, page_request, parse_time_query, ApiQuery};
+use crate::extract::{format_time, parse_time_query, ApiQuery};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -130,12 +130,16 @@ pub async fn list(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<LedgerQuery>,
 ) -> Result<Response, ApiError> {
-    principal.require("credits:read")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
-    if let Some(account_id) = &account_id {
-        account_exists(&state, account_id).await?;
-    }
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "credits:read",
+        query.account_id.as_deref(),
+        false,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
     let entry_type = query
         .entry_type
         .as_deref()

@@ -15,7 +15,7 @@ use super::{check_text, list_response};
 use crate::auth::Principal;
 use crate::dto::{DeletedDto, ListResponse, MemberCreate, MemberDto, MemberPatchRequest};
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, page_request, parse_json, ApiPath, ApiQuery, RawBody};
+use crate::extract::{idempotency_key, parse_json, ApiPath, ApiQuery, RawBody};
 use crate::{write, AppState};
 
 fn role_parse(role: &str) -> Result<Role, ApiError> {
@@ -85,12 +85,17 @@ pub async fn list(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<MemberListQuery>,
 ) -> Result<Json<ListResponse<MemberDto>>, ApiError> {
-    principal.require("team:manage")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal
-        .account_for_read(query.account_id.as_deref(), true)?
-        .ok_or_else(|| ApiError::bad_request("accountId is required"))?;
-    super::account_exists(&state, &account_id).await?;
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "team:manage",
+        query.account_id.as_deref(),
+        true,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
+    let account_id = account_id.ok_or_else(|| ApiError::bad_request("accountId is required"))?;
     let found = state.store.read(move |reader| reader.members(&account_id, page)).await?;
     Ok(list_response(found, |member| MemberDto::from(&member)))
 }

@@ -67,6 +67,26 @@ pub(crate) fn list_response<T, D: Serialize>(
     })
 }
 
+/// The common start of a list: the caller's scope, the page asked for, and the account the list
+/// is about (which must exist; `required` makes it mandatory for operators).
+pub(crate) async fn list_start(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    scope: &str,
+    account_id: Option<&str>,
+    required: bool,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(Option<String>, credits_store::PageRequest), ApiError> {
+    principal.require(scope)?;
+    let page = crate::extract::page_request(limit, cursor)?;
+    let account_id = principal.account_for_read(account_id, required)?;
+    if let Some(account_id) = &account_id {
+        account_exists(state, account_id).await?;
+    }
+    Ok((account_id, page))
+}
+
 /// 404 unless the account exists (so that a list filtered by an unknown account says so).
 pub(crate) async fn account_exists(state: &AppState, account_id: &str) -> Result<(), ApiError> {
     let id = account_id.to_string();

@@ -11,15 +11,15 @@ use serde::Deserialize;
 use credits_core::{BATCH_SIZE_MAX, METADATA_ENTRIES_MAX, TEXT_LENGTH_MAX};
 use credits_store::{Command, Cost, Idempotency, NewUsage, UsageFilter, WriteRequest};
 
-use super::{account_exists, check_credits, check_slug, check_text, list_response};
+use super::{check_credits, check_slug, check_text, list_response};
 use crate::auth::Principal;
 use crate::dto::{
     ListResponse, UsageBatchRequest, UsageBatchResponse, UsageBatchResult, UsageCreate, UsageDto,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{
-    idempotency_key, idempotency_key_valid, page_request, parse_json, parse_time_query,
-    parse_value, request_hash, ApiQuery, RawBody,
+    idempotency_key, idempotency_key_valid, parse_json, parse_time_query, parse_value,
+    request_hash, ApiQuery, RawBody,
 };
 use crate::{write, AppState};
 
@@ -228,12 +228,16 @@ pub async fn list(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<UsageListQuery>,
 ) -> Result<Json<ListResponse<UsageDto>>, ApiError> {
-    principal.require("usage:read")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
-    if let Some(account_id) = &account_id {
-        account_exists(&state, account_id).await?;
-    }
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "usage:read",
+        query.account_id.as_deref(),
+        false,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
     let filter = UsageFilter {
         account_id,
         service: query.service,

@@ -236,12 +236,16 @@ pub async fn events(
     principal: Arc<Principal>,
     ApiQuery(query): ApiQuery<EventListQuery>,
 ) -> Result<Json<ListResponse<EventDto>>, ApiError> {
-    principal.require("credits:read")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
-    let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
-    if let Some(account_id) = &account_id {
-        super::account_exists(&state, account_id).await?;
-    }
+    let (account_id, page) = super::list_start(
+        &state,
+        &principal,
+        "credits:read",
+        query.account_id.as_deref(),
+        false,
+        query.limit,
+        query.cursor.as_deref(),
+    )
+    .await?;
     if let Some(event_type) = &query.event_type {
         if !EVENT_TYPES.contains(&event_type.as_str()) {
             return Err(ApiError::bad_request(format!("unknown event type {event_type}")));

@@ -26,6 +26,16 @@ fn auto_top_up(dto: AutoTopUpDto) -> Result<AutoTopUp, ApiError> {
     Ok(AutoTopUp { threshold: dto.threshold, amount: dto.amount, service: dto.service })
 }
 
+/// A threshold may be 0 (alert only when nothing is left) up to 2^53 - 1.
+fn check_threshold(threshold: Option<u64>) -> Result<(), ApiError> {
+    match threshold {
+        Some(value) if value > credits_core::CREDITS_MAX => {
+            Err(ApiError::validation("lowBalanceThreshold must be 0 to 9007199254740991"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_days(days: Option<u32>) -> Result<(), ApiError> {
     match days {
         Some(days) if !(1..=365).contains(&days) => {
@@ -54,6 +64,7 @@ pub async fn create(
     check_text("name", request.name.as_deref())?;
     check_text("externalId", request.external_id.as_deref())?;
     check_days(request.expiring_soon_days)?;
+    check_threshold(request.low_balance_threshold)?;
     let new = NewAccount {
         name: request.name,
         external_id: request.external_id,
@@ -127,6 +138,7 @@ pub async fn update(
     check_text("name", request.name.as_ref().and_then(Option::as_deref))?;
     check_text("externalId", request.external_id.as_ref().and_then(Option::as_deref))?;
     check_days(request.expiring_soon_days)?;
+    check_threshold(request.low_balance_threshold.flatten())?;
     let patch = AccountPatch {
         name: request.name,
         external_id: request.external_id,

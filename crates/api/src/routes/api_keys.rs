@@ -160,6 +160,14 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("team:manage")?;
+    if id == "key_admin" {
+        // The bootstrap key is managed by CREDITS_ADMIN_KEY (or its file), not through the API:
+        // revoking it could lock every operator out.
+        return Err(ApiError::new(
+            crate::error::ErrorCode::InvalidState,
+            "the admin key is set by CREDITS_ADMIN_KEY at start and cannot be revoked here",
+        ));
+    }
     let command = Command::RevokeApiKey { id: id.clone(), scope: principal.scope() };
     let response = crate::write(
         &state,

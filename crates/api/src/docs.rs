@@ -14,9 +14,107 @@ pub struct Docs {
 impl Docs {
     pub fn build() -> Docs {
         let openapi = ApiDoc::openapi();
-        let openapi_json = openapi.to_pretty_json().unwrap_or_default();
-        let value: Value = serde_json::from_str(&openapi_json).unwrap_or(Value::Null);
+        let mut value: Value = serde_json::to_value(&openapi).unwrap_or(Value::Null);
+        complete(&mut value);
+        let openapi_json = serde_json::to_string_pretty(&value).unwrap_or_default();
         Docs { openapi_json, html: html_page(&value) }
+    }
+}
+
+/// The errors any operation may answer, each as problem+json.
+const COMMON_ERRORS: [(&str, &str); 8] = [
+    ("400", "Malformed request: not JSON, bad query, bad Idempotency-Key"),
+    ("401", "Missing, unknown or revoked key"),
+    ("403", "The key lacks the scope"),
+    ("404", "No such object, or it belongs to another account"),
+    ("409", "Idempotency-Key reused with another request, or invalid state"),
+    ("413", "Body over 1 MiB"),
+    ("422", "Well-formed but invalid: unknown field, wrong type, out of range"),
+    ("503", "The database cannot be reached"),
+];
+
+/// Completes what the annotations leave implicit, for every operation at once: a unique
+/// `operationId`, the declared path parameters, the common error answers as
+/// `application/problem+json`, and the bounds of `Idempotency-Key`.
+fn complete(openapi: &mut Value) {
+    let Some(paths) = openapi.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let path_params: Vec<String> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+            .collect();
+        for method in ["get", "post", "patch", "delete"] {
+            let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let name: String = path
+                .trim_start_matches('/')
+                .replace(['{', '}'], "")
+                .split(['/', '-'])
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            operation.insert("operationId".into(), Value::String(format!("{method}_{name}")));
+            let parameters = operation.entry("parameters").or_insert_with(|| Value::Array(vec![]));
+            if let Some(parameters) = parameters.as_array_mut() {
+                for param in &path_params {
+                    let declared = parameters.iter().any(|p| {
+                        p.get("in") == Some(&Value::from("path"))
+                            && p.get("name") == Some(&Value::from(param.as_str()))
+                    });
+                    if !declared {
+                        parameters.push(serde_json::json!({
+                            "name": param, "in": "path", "required": true,
+                            "schema": {"type": "string"}
+                        }));
+                    }
+                }
+                for parameter in parameters.iter_mut() {
+                    if parameter.get("name") == Some(&Value::from("Idempotency-Key")) {
+                        parameter["schema"] =
+                            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 255});
+                    }
+                }
+            }
+            if let Some(schema) = operation
+                .get_mut("requestBody")
+                .and_then(|b| b.pointer_mut("/content/application~1json/schema"))
+            {
+                // An optional body is "absent or an object", not JSON `null`.
+                if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
+                    if let Some(object) =
+                        variants.iter().find(|v| v.get("type") != Some(&Value::from("null")))
+                    {
+                        *schema = object.clone();
+                    }
+                }
+            }
+            let responses = operation.entry("responses").or_insert_with(|| serde_json::json!({}));
+            let Some(responses) = responses.as_object_mut() else { continue };
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    if let Some(content) =
+                        response.get_mut("content").and_then(Value::as_object_mut)
+                    {
+                        if let Some(json) = content.remove("application/json") {
+                            content.insert("application/problem+json".into(), json);
+                        }
+                    }
+                }
+            }
+            let common = if path.starts_with("/v2") { &COMMON_ERRORS[..] } else { &[] };
+            for &(status, description) in common {
+                responses.entry(status).or_insert_with(|| {
+                    serde_json::json!({
+                        "description": description,
+                        "content": {"application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }}
+                    })
+                });
+            }
+        }
     }
 }
 

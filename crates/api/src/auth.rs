@@ -227,24 +227,40 @@ pub async fn principal_for_hash(
 impl FromRequestParts<AppState> for Arc<Principal> {
     type Rejection = ApiError;
 
-    /// A bearer key, or else the dashboard's session cookie (with CSRF checks).
+    /// A bearer key, or else the dashboard's session cookie (with CSRF checks); then the key's
+    /// rate limit.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Arc<Principal>, ApiError> {
-        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            if let Some(principal) = crate::session::principal_from_session(parts, state).await? {
-                return Ok(principal);
+        let principal = authenticate(parts, state).await?;
+        if let Some(limit) = &state.rate_limit {
+            if let Err(wait) = limit.check(&principal.key_id) {
+                let mut error = ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many requests for this key; retry after the Retry-After seconds",
+                );
+                error.retry_after_seconds = Some(wait.as_secs() + 1);
+                return Err(error);
             }
-            return Err(unauthorized("the Authorization: Bearer <key> header is missing"));
-        };
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 512)
-            .ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
-        principal_for_hash(state, secret_hash(secret)).await
+        }
+        Ok(principal)
     }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<Principal>, ApiError> {
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        if let Some(principal) = crate::session::principal_from_session(parts, state).await? {
+            return Ok(principal);
+        }
+        return Err(unauthorized("the Authorization: Bearer <key> header is missing"));
+    };
+    let secret = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
+    principal_for_hash(state, secret_hash(secret)).await
 }

@@ -22,6 +22,7 @@ pub enum ErrorCode {
     InvalidState,
     PayloadTooLarge,
     ValidationFailed,
+    RateLimited,
     Unavailable,
 }
 
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
         }
     }
@@ -57,6 +59,7 @@ impl ErrorCode {
             | ErrorCode::InvalidState => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "Invalid state",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::ValidationFailed => "Validation failed",
+            ErrorCode::RateLimited => "Too many requests",
             ErrorCode::Unavailable => "Service unavailable",
         }
     }
@@ -96,11 +100,13 @@ pub struct Problem {
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
+    /// Seconds to wait, sent as `Retry-After` (429).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError { code, detail: detail.into() }
+        ApiError { code, detail: detail.into(), retry_after_seconds: None }
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::BadRequest, detail)
@@ -169,6 +175,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.code.status(), self.body()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

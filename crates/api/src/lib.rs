@@ -10,6 +10,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod limit;
 pub mod openapi;
 pub mod render;
 mod routes;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub store: Store,
     pub keys: Arc<KeyCache>,
     pub sessions: Arc<session::SessionStore>,
+    /// Per-key request rate limit; `None`: unlimited.
+    pub rate_limit: Option<Arc<limit::RateLimit>>,
     pub docs: Arc<docs::Docs>,
     pub webhooks: Arc<WebhookConfig>,
 }
@@ -57,9 +60,18 @@ impl AppState {
             store,
             keys: Arc::default(),
             sessions: Arc::default(),
+            rate_limit: None,
             docs: Arc::new(docs::Docs::build()),
             webhooks,
         }
+    }
+}
+
+impl AppState {
+    /// Limits every key to `per_second` requests a second (bursts of as many); 0: no limit.
+    pub fn with_rate_limit(mut self, per_second: u32) -> AppState {
+        self.rate_limit = limit::RateLimit::per_second(per_second).map(Arc::new);
+        self
     }
 }
 

@@ -30,9 +30,37 @@ struct Cli {
 enum CliCommand {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    /// Copy a consistent snapshot of the SQLite database to a new file; safe while serving.
+    Backup(BackupArgs),
     /// The operator CLI over the HTTP API (accounts, credits, usage, members, keys, ...).
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The file to write; must not exist.
+    #[arg(long)]
+    to: PathBuf,
+    /// The data dir of the service, which holds credits.db.
+    #[arg(long, env = "CREDITS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+/// Copies `DIR/credits.db` to a new file with SQLite's online backup, then says what it wrote.
+fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let database = args.data_dir.join("credits.db");
+    if !database.is_file() {
+        bail!("no database at {}", database.display())
+    }
+    if args.to.symlink_metadata().is_ok() {
+        bail!("{} exists; refusing to overwrite it", args.to.display())
+    }
+    credits_store::backup_sqlite(&database, &args.to)
+        .with_context(|| format!("cannot back up {}", database.display()))?;
+    let bytes = std::fs::metadata(&args.to).map(|m| m.len()).unwrap_or(0);
+    println!("wrote a backup of {} to {} ({bytes} bytes)", database.display(), args.to.display());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -59,6 +87,9 @@ struct ServeArgs {
     /// Scales the webhook retry schedule; tests shrink it (for example 0.01).
     #[arg(long, env = "CREDITS_WEBHOOK_RETRY_SCALE", default_value_t = 1.0, hide = true)]
     webhook_retry_scale: f64,
+    /// Requests a second each API key may make (bursts of as many); 0 turns the limit off.
+    #[arg(long, env = "CREDITS_RATE_LIMIT_PER_SECOND", default_value_t = 50_000)]
+    rate_limit_per_second: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(args))
         }
+        CliCommand::Backup(args) => backup(args),
         CliCommand::Client(command) => std::process::exit(cli::run(command)),
     }
 }
@@ -117,7 +149,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let render_metrics = std::sync::Arc::new(move || prometheus.render());
-    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics);
+    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics)
+        .with_rate_limit(args.rate_limit_per_second);
     let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
     let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -7,6 +7,7 @@
 //! durable when sent, and one fsync is shared by every request that arrived meanwhile (group
 //! commit). Reads use a pool of read-only connections and see only committed data.
 
+mod backup;
 mod outbox;
 mod read;
 mod rows;
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 use r2d2_sqlite::SqliteConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
+pub use backup::backup_sqlite;
 pub use read::Reader;
 pub use types::*;
 

@@ -160,7 +160,8 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("team:manage")?;
-    if id == "key_admin" {
+    // Account keys never learn of operator keys: theirs is the store's 404 below.
+    if id == "key_admin" && principal.is_operator() {
         // The bootstrap key is managed by CREDITS_ADMIN_KEY (or its file), not through the API:
         // revoking it could lock every operator out.
         return Err(ApiError::new(

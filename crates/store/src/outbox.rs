@@ -69,6 +69,7 @@ pub(crate) fn statuses(book: &Book) -> Vec<(CreditStatus, bool)> {
 pub(crate) fn book_events(
     connection: &Connection,
     writer: &mut Writer,
+    account: Option<&Account>,
     book: &Book,
     before: &[(CreditStatus, bool)],
     effects: &Effects,
@@ -94,21 +95,24 @@ pub(crate) fn book_events(
             emit(connection, writer, "reservation.expired", &hold.account_id, &data, now)?;
         }
     }
-    balance_alerts(connection, writer, book, now)
+    balance_alerts(connection, writer, account, book, now)
 }
 
 /// `balance.low` when available falls to or below `lowBalanceThreshold`, `topup.requested` when
 /// it falls below `autoTopUp.threshold`; each once per crossing, re-armed above the threshold.
+/// `account` is the account as the operation loaded it, if it did (saves reading it again).
 pub(crate) fn balance_alerts(
     connection: &Connection,
     writer: &mut Writer,
+    account: Option<&Account>,
     book: &Book,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let sql = format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS);
-    let found =
-        connection.prepare_cached(&sql)?.query_row([&book.account_id], rows::account_from_row);
-    let Ok((_, mut account)) = found else { return Ok(()) };
+    let account = match account {
+        Some(account) => Some(account.clone()),
+        None => crate::read::account_find(connection, &book.account_id)?,
+    };
+    let Some(mut account) = account else { return Ok(()) };
     if account.low_balance_threshold.is_none() && account.auto_top_up.is_none() {
         return Ok(());
     }

@@ -196,12 +196,13 @@ fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
 fn persist(
     connection: &Connection,
     writer: &mut Writer,
+    account: Option<&Account>,
     book: &Book,
     before: &[(credits_core::CreditStatus, bool)],
     effects: &Effects,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    outbox::book_events(connection, writer, book, before, effects, now)?;
+    outbox::book_events(connection, writer, account, book, before, effects, now)?;
     for &index in &effects.records_changed {
         rows::credit_save(connection, &book.records[index])?;
     }
@@ -328,7 +329,7 @@ fn apply(
             let mut effects = Effects::default();
             match book.void(credit_id, actor, now, &mut effects) {
                 Ok(index) => {
-                    persist(connection, writer, &book, &before, &effects, now)?;
+                    persist(connection, writer, None, &book, &before, &effects, now)?;
                     let record = book.records[index].clone();
                     let data = EventData::Credit(record.clone());
                     outbox::emit(
@@ -577,9 +578,9 @@ fn credit_create(
     new: &NewCredit,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    if account_find(connection, &new.account_id)?.is_none() {
+    let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
-    }
+    };
     if new.service != SERVICE_ANY && crate::read::service_find(connection, &new.service)?.is_none()
     {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
@@ -622,7 +623,7 @@ fn credit_create(
                     entry.actor = new.actor.clone();
                 }
             }
-            persist(connection, writer, &book, &before, &effects, now)?;
+            persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
             let data = EventData::Credit(book.records[index].clone());
             outbox::emit(connection, writer, "credit.created", &new.account_id, &data, now)?;
             Ok(Outcome::Credit(book.records[index].clone()))
@@ -658,9 +659,9 @@ fn usage_record(
     new: &NewUsage,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    if account_find(connection, &new.account_id)?.is_none() {
+    let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
-    }
+    };
     let Some(service) = crate::read::service_find(connection, &new.service)? else {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     };
@@ -700,7 +701,7 @@ fn usage_record(
         }
     };
     spending.charge(&new.actor, &new.service, credits, now);
-    persist(connection, writer, &book, &before, &effects, now)?;
+    persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
     spending.announce(connection, writer, now)?;
     spending.save(connection)?;
     let usage = UsageRecord {
@@ -729,9 +730,9 @@ fn reservation_create(
     new: &NewReservation,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    if account_find(connection, &new.account_id)?.is_none() {
+    let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
-    }
+    };
     if crate::read::service_find(connection, &new.service)?.is_none() {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     }
@@ -760,7 +761,7 @@ fn reservation_create(
     match book.hold(&request, now, &mut effects) {
         Ok(index) => {
             spending.charge(&new.actor, &new.service, new.credits, now);
-            persist(connection, writer, &book, &before, &effects, now)?;
+            persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
             spending.announce(connection, writer, now)?;
             spending.save(connection)?;
             Ok(Outcome::Reservation(book.holds[index].clone()))
@@ -801,7 +802,7 @@ fn reservation_settle(
     };
     let mut spending = Spending::load(connection, &hold.account_id)?;
     spending.holds_settled(&book, &effects.holds_changed, now);
-    persist(connection, writer, &book, &before, &effects, now)?;
+    persist(connection, writer, None, &book, &before, &effects, now)?;
     spending.save(connection)?;
     if let Some(allocations) = captured {
         let credits = allocations.iter().map(|a| a.credits).sum();
@@ -862,7 +863,7 @@ fn sweep(
         expired_holds += effects.holds_changed.len();
         expired_credits +=
             effects.records_changed.iter().filter(|&&i| book.records[i].expired).count();
-        persist(connection, writer, &book, &before, &effects, now)?;
+        persist(connection, writer, None, &book, &before, &effects, now)?;
     }
     outbox::expiring_soon(connection, writer, now)?;
     let forget_before = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;

@@ -82,6 +82,18 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
         metrics::histogram!("credits_writer_batch_requests").record(count as f64);
         metrics::histogram!("credits_writer_commit_seconds")
             .record(started.elapsed().as_secs_f64());
+        // A rolled-back write may have changed the writer's copy of the webhook endpoints:
+        // after any failure, read them again from what is committed.
+        let failed = match &committed {
+            Ok(results) => results.iter().flatten().any(Result::is_err),
+            Err(_) => true,
+        };
+        if failed {
+            match endpoints_load(&connection) {
+                Ok(endpoints) => writer.endpoints = endpoints,
+                Err(error) => tracing::error!(%error, "cannot reload webhook endpoints"),
+            }
+        }
         match committed {
             Ok(results) => {
                 for (job, results) in jobs.into_iter().zip(results) {

@@ -158,11 +158,36 @@ pub(crate) async fn write(
     body: &serde_json::Value,
     command: credits_store::Command,
 ) -> Result<Response, ApiError> {
+    Ok(respond(submit(state, principal, key, method_and_path, body, command).await?))
+}
+
+/// Submits one write with its idempotency key (if any) and returns what the writer did.
+pub(crate) async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    key: Option<String>,
+    method_and_path: &str,
+    body: &serde_json::Value,
+    command: credits_store::Command,
+) -> Result<Executed, ApiError> {
     let idempotency = key.map(|key| Idempotency {
         scope: principal.idempotency_scope(),
         key,
         request_hash: extract::request_hash(method_and_path, body),
     });
-    let executed = state.store.write(WriteRequest { idempotency, command }).await?;
-    Ok(respond(executed))
+    Ok(state.store.write(WriteRequest { idempotency, command }).await?)
+}
+
+/// The answer to a create whose secret is shown once: the stored answer, which a replay returns,
+/// never holds the secret; only the live, successful answer gets it added.
+pub(crate) fn respond_with_secret(mut executed: Executed, secret: &str) -> Response {
+    let success = (200..300).contains(&executed.rendered.status);
+    if success && !executed.replayed {
+        let parsed = serde_json::from_slice(&executed.rendered.body);
+        if let Ok(serde_json::Value::Object(mut object)) = parsed {
+            object.insert("secret".into(), secret.into());
+            executed.rendered.body = serde_json::to_vec(&object).unwrap_or_default();
+        }
+    }
+    respond(executed)
 }

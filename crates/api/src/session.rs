@@ -80,6 +80,12 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// Whether the request echoes the session's CSRF token (compared in constant time).
+fn csrf_matches(headers: &HeaderMap, csrf_token: &str) -> bool {
+    let sent = headers.get("x-csrf-token").map(HeaderValue::as_bytes).unwrap_or(b"");
+    bool::from(sent.ct_eq(csrf_token.as_bytes()))
+}
+
 fn unsafe_method(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -93,11 +99,8 @@ pub async fn principal_from_session(
     let Some((key_hash, csrf_token)) = state.sessions.find(&id) else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "the session has ended; sign in again"));
     };
-    if unsafe_method(&parts.method) {
-        let sent = parts.headers.get("x-csrf-token").map(HeaderValue::as_bytes).unwrap_or(b"");
-        if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
-            return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
-        }
+    if unsafe_method(&parts.method) && !csrf_matches(&parts.headers, &csrf_token) {
+        return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
     }
     principal_for_hash(state, key_hash).await.map(Some)
 }
@@ -206,8 +209,7 @@ pub async fn delete(
     let Some((_, csrf_token)) = state.sessions.find(&id) else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "not signed in"));
     };
-    let sent = headers.get("x-csrf-token").map(HeaderValue::as_bytes).unwrap_or(b"");
-    if !bool::from(sent.ct_eq(csrf_token.as_bytes())) {
+    if !csrf_matches(&headers, &csrf_token) {
         return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
     }
     state.sessions.remove(&id);

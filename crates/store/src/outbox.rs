@@ -15,14 +15,14 @@ use crate::types::*;
 use crate::writer::Writer;
 use crate::StoreError;
 
-/// Records an event and schedules its deliveries. `usage.recorded`, the one event of the hot
+/// Records an event and schedules its deliveries. `data` is built only when the event is written. `usage.recorded`, the one event of the hot
 /// path, is written only while some endpoint subscribes to it.
 pub(crate) fn emit(
     connection: &Connection,
     writer: &mut Writer,
     event_type: &str,
     account_id: &str,
-    data: &EventData,
+    data: impl FnOnce() -> EventData,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let subscribers: Vec<String> = writer
@@ -38,7 +38,7 @@ pub(crate) fn emit(
         id: writer.id("evt"),
         event_type: event_type.to_string(),
         account_id: account_id.to_string(),
-        data: writer.render.event_data(data),
+        data: writer.render.event_data(&data()),
         created_at: now,
     };
     rows::event_insert(connection, &event)?;
@@ -81,18 +81,18 @@ pub(crate) fn book_events(
             before.get(index).copied().unwrap_or((CreditStatus::Active, false));
         if record.status() == CreditStatus::Depleted && status_before != CreditStatus::Depleted {
             let data = EventData::Credit(record.clone());
-            emit(connection, writer, "credit.depleted", &record.account_id, &data, now)?;
+            emit(connection, writer, "credit.depleted", &record.account_id, || data, now)?;
         }
         if record.expired && !expired_before {
             let data = EventData::Credit(record.clone());
-            emit(connection, writer, "credit.expired", &record.account_id, &data, now)?;
+            emit(connection, writer, "credit.expired", &record.account_id, || data, now)?;
         }
     }
     for &index in &effects.holds_changed {
         let hold = &book.holds[index];
         if hold.status == ReservationStatus::Expired {
             let data = EventData::Reservation(hold.clone());
-            emit(connection, writer, "reservation.expired", &hold.account_id, &data, now)?;
+            emit(connection, writer, "reservation.expired", &hold.account_id, || data, now)?;
         }
     }
     balance_alerts(connection, writer, account, book, now)
@@ -127,7 +127,7 @@ pub(crate) fn balance_alerts(
                 threshold,
                 top_up: None,
             };
-            emit(connection, writer, "balance.low", &account.id, &data, now)?;
+            emit(connection, writer, "balance.low", &account.id, || data, now)?;
         }
         changed |= low != account.low_balance_fired;
         account.low_balance_fired = low;
@@ -141,7 +141,7 @@ pub(crate) fn balance_alerts(
                 threshold: top_up.threshold,
                 top_up: Some(top_up),
             };
-            emit(connection, writer, "topup.requested", &account.id, &data, now)?;
+            emit(connection, writer, "topup.requested", &account.id, || data, now)?;
         }
         changed |= short != account.top_up_fired;
         account.top_up_fired = short;
@@ -175,7 +175,7 @@ pub(crate) fn expiring_soon(
             .prepare_cached("UPDATE credits SET expiring_soon_sent = 1 WHERE id = ?1")?
             .execute([&record.id])?;
         let data = EventData::Credit(record.clone());
-        emit(connection, writer, "credit.expiring_soon", &record.account_id, &data, now)?;
+        emit(connection, writer, "credit.expiring_soon", &record.account_id, || data, now)?;
     }
     Ok(records.len())
 }

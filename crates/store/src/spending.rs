@@ -97,7 +97,7 @@ impl Spending {
                 let data =
                     EventData::Budget { budget: budget.clone(), threshold, spent: budget.spent };
                 let account_id = budget.account_id.clone();
-                emit(connection, writer, "budget.threshold_reached", &account_id, &data, now)?;
+                emit(connection, writer, "budget.threshold_reached", &account_id, || data, now)?;
             }
             if budget.exceeded_first(false, now) {
                 let data = EventData::Budget {
@@ -106,7 +106,7 @@ impl Spending {
                     spent: budget.spent,
                 };
                 let account_id = budget.account_id.clone();
-                emit(connection, writer, "budget.exceeded", &account_id, &data, now)?;
+                emit(connection, writer, "budget.exceeded", &account_id, || data, now)?;
             }
         }
         Ok(())
@@ -127,7 +127,7 @@ impl Spending {
             let data =
                 EventData::Budget { budget: budget.clone(), threshold: 100, spent: budget.spent };
             let account_id = budget.account_id.clone();
-            emit(connection, writer, "budget.exceeded", &account_id, &data, now)?;
+            emit(connection, writer, "budget.exceeded", &account_id, || data, now)?;
             rows::budget_save(connection, budget)?;
         }
         Ok(())

@@ -39,15 +39,36 @@ impl Clock {
     }
 }
 
+/// The id of the operator admin key the binary bootstraps.
+pub(crate) const ADMIN_KEY_ID: &str = "key_admin";
+
 pub(crate) struct Writer {
     clock: Clock,
     ids: ulid::Generator,
     pub(crate) render: Render,
     /// Every webhook endpoint not deleted: the writer is their only writer, so this stays true.
     pub(crate) endpoints: Vec<WebhookEndpoint>,
+    /// The service catalog as read so far: the writer is its only writer, so a debit need not
+    /// read the service and its operations again.
+    services: std::collections::HashMap<String, Service>,
 }
 
 impl Writer {
+    fn service(
+        &mut self,
+        connection: &Connection,
+        id: &str,
+    ) -> Result<Option<Service>, StoreError> {
+        if let Some(service) = self.services.get(id) {
+            return Ok(Some(service.clone()));
+        }
+        let found = crate::read::service_find(connection, id)?;
+        if let Some(service) = &found {
+            self.services.insert(id.to_string(), service.clone());
+        }
+        Ok(found)
+    }
+
     pub(crate) fn id(&mut self, prefix: &str) -> String {
         // The generator only fails when more than 2^80 ids share one millisecond.
         let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
@@ -63,8 +84,13 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
             return;
         }
     };
-    let mut writer =
-        Writer { clock: Clock::default(), ids: ulid::Generator::new(), render, endpoints };
+    let mut writer = Writer {
+        clock: Clock::default(),
+        ids: ulid::Generator::new(),
+        render,
+        endpoints,
+        services: std::collections::HashMap::new(),
+    };
     while let Some(first) = receiver.blocking_recv() {
         let mut count = first.requests.len();
         let mut jobs = vec![first];
@@ -82,13 +108,14 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
         metrics::histogram!("credits_writer_batch_requests").record(count as f64);
         metrics::histogram!("credits_writer_commit_seconds")
             .record(started.elapsed().as_secs_f64());
-        // A rolled-back write may have changed the writer's copy of the webhook endpoints:
+        // A rolled-back write may have changed the writer's copies (endpoints, services):
         // after any failure, read them again from what is committed.
         let failed = match &committed {
             Ok(results) => results.iter().flatten().any(Result::is_err),
             Err(_) => true,
         };
         if failed {
+            writer.services.clear();
             match endpoints_load(&connection) {
                 Ok(endpoints) => writer.endpoints = endpoints,
                 Err(error) => tracing::error!(%error, "cannot reload webhook endpoints"),
@@ -295,7 +322,7 @@ fn apply(
             Ok(Outcome::Account(account))
         }
         Command::CreateService { id, name, unit_cost, operations } => {
-            if crate::read::service_find(connection, id)?.is_some() || id == SERVICE_ANY {
+            if writer.service(connection, id)?.is_some() || id == SERVICE_ANY {
                 return rejected(Rejection::Validation(format!("service {id} already exists")));
             }
             let service = Service {
@@ -307,10 +334,11 @@ fn apply(
                 updated_at: now,
             };
             service_save(connection, &service)?;
+            writer.services.insert(service.id.clone(), service.clone());
             Ok(Outcome::Service(service))
         }
         Command::UpdateService { id, patch } => {
-            let Some(mut service) = crate::read::service_find(connection, id)? else {
+            let Some(mut service) = writer.service(connection, id)? else {
                 return rejected(Rejection::NotFound(format!("service {id}")));
             };
             if let Some(name) = &patch.name {
@@ -324,6 +352,7 @@ fn apply(
             }
             service.updated_at = now;
             service_save(connection, &service)?;
+            writer.services.insert(service.id.clone(), service.clone());
             Ok(Outcome::Service(service))
         }
         Command::CreateCredit(new) => credit_create(connection, writer, new, now),
@@ -349,7 +378,7 @@ fn apply(
                         writer,
                         "credit.voided",
                         &record.account_id,
-                        &data,
+                        || data,
                         now,
                     )?;
                     Ok(Outcome::Credit(record))
@@ -400,6 +429,14 @@ fn apply(
             let Some(mut key) = key else {
                 return rejected(Rejection::NotFound(format!("api key {id}")));
             };
+            if key.id == ADMIN_KEY_ID {
+                // The bootstrap key is set by CREDITS_ADMIN_KEY at start; revoking it through the
+                // API could lock every operator out. (Account keys never get here: not found.)
+                return rejected(Rejection::InvalidState(
+                    "the admin key is set by CREDITS_ADMIN_KEY at start and cannot be revoked here"
+                        .into(),
+                ));
+            }
             if key.revoked_at.is_none() {
                 connection
                     .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1")?
@@ -548,10 +585,10 @@ fn apply(
             connection
                 .prepare_cached(
                     "INSERT INTO api_keys (id, account_id, member_id, name, prefix, secret_hash, \
-                     scopes, created_at) VALUES ('key_admin', NULL, NULL, 'admin', ?1, ?2, '*', ?3) \
+                     scopes, created_at) VALUES (?4, NULL, NULL, 'admin', ?1, ?2, '*', ?3) \
                      ON CONFLICT(id) DO UPDATE SET prefix = ?1, secret_hash = ?2, revoked_at = NULL",
                 )?
-                .execute(params![prefix, secret_hash.as_slice(), now.0])?;
+                .execute(params![prefix, secret_hash.as_slice(), now.0, ADMIN_KEY_ID])?;
             Ok(Outcome::AdminKeySet)
         }
     }
@@ -593,8 +630,7 @@ fn credit_create(
     let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
-    if new.service != SERVICE_ANY && crate::read::service_find(connection, &new.service)?.is_none()
-    {
+    if new.service != SERVICE_ANY && writer.service(connection, &new.service)?.is_none() {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     }
     if let Some(reference) = &new.reference {
@@ -637,7 +673,7 @@ fn credit_create(
             }
             persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
             let data = EventData::Credit(book.records[index].clone());
-            outbox::emit(connection, writer, "credit.created", &new.account_id, &data, now)?;
+            outbox::emit(connection, writer, "credit.created", &new.account_id, || data, now)?;
             Ok(Outcome::Credit(book.records[index].clone()))
         }
         Err(rejection) => rejected(rejection),
@@ -674,7 +710,7 @@ fn usage_record(
     let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
-    let Some(service) = crate::read::service_find(connection, &new.service)? else {
+    let Some(service) = writer.service(connection, &new.service)? else {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     };
     let credits = match usage_cost(&service, new) {
@@ -731,8 +767,8 @@ fn usage_record(
         created_at: now,
     };
     rows::usage_insert(connection, &usage)?;
-    let data = EventData::Usage(usage.clone());
-    outbox::emit(connection, writer, "usage.recorded", &usage.account_id, &data, now)?;
+    let data = || EventData::Usage(usage.clone());
+    outbox::emit(connection, writer, "usage.recorded", &usage.account_id, data, now)?;
     Ok(Outcome::Usage(usage))
 }
 
@@ -745,7 +781,7 @@ fn reservation_create(
     let Some(account) = account_find(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
-    if crate::read::service_find(connection, &new.service)?.is_none() {
+    if writer.service(connection, &new.service)?.is_none() {
         return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
     }
     let request = HoldRequest {
@@ -833,8 +869,8 @@ fn reservation_settle(
             created_at: now,
         };
         rows::usage_insert(connection, &usage)?;
-        let data = EventData::Usage(usage.clone());
-        outbox::emit(connection, writer, "usage.recorded", &usage.account_id, &data, now)?;
+        let data = || EventData::Usage(usage.clone());
+        outbox::emit(connection, writer, "usage.recorded", &usage.account_id, data, now)?;
     }
     let updated = book.holds.iter().find(|h| h.id == id).cloned().unwrap_or(hold);
     Ok(Outcome::Reservation(updated))

@@ -4,20 +4,20 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
 
 use credits_core::access::{scope_known, OPERATOR_ONLY_SCOPES};
-use credits_store::{Command, NewApiKey, Outcome};
+use credits_store::{Command, NewApiKey};
 
 use super::{check_text, list_response};
 use crate::auth::{secret_hash, Principal};
 use crate::dto::{ApiKeyCreate, ApiKeyDto, ListResponse};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{idempotency_key, parse_json, ApiPath, ApiQuery, RawBody};
-use crate::{respond, AppState};
+use crate::{respond_with_secret, submit, AppState};
 
 /// Checks the requested scopes: known, none operator-only on an account key, and none the caller
 /// lacks (no key can mint a key stronger than itself).
@@ -97,22 +97,10 @@ pub async fn create(
         secret_hash: secret_hash(&secret),
         prefix: secret.chars().take(12).collect(),
     };
-    let idempotency = key.map(|key| credits_store::Idempotency {
-        scope: principal.idempotency_scope(),
-        key,
-        request_hash: crate::extract::request_hash("POST /v2/api-keys", &parsed.value),
-    });
-    let write = credits_store::WriteRequest { idempotency, command: Command::CreateApiKey(new) };
-    let executed = state.store.write(write).await?;
-    // Only the live answer shows the secret; the stored answer (for replays) never has it.
-    if let (false, Some(Outcome::ApiKey(created))) = (executed.replayed, &executed.outcome) {
-        let mut dto = ApiKeyDto::from(created);
-        dto.secret = Some(secret);
-        let mut response = Json(dto).into_response();
-        *response.status_mut() = axum::http::StatusCode::CREATED;
-        return Ok(response);
-    }
-    Ok(respond(executed))
+    let command = Command::CreateApiKey(new);
+    let executed =
+        submit(&state, &principal, key, "POST /v2/api-keys", &parsed.value, command).await?;
+    Ok(respond_with_secret(executed, &secret))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -160,15 +148,6 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     principal.require("team:manage")?;
-    // Account keys never learn of operator keys: theirs is the store's 404 below.
-    if id == "key_admin" && principal.is_operator() {
-        // The bootstrap key is managed by CREDITS_ADMIN_KEY (or its file), not through the API:
-        // revoking it could lock every operator out.
-        return Err(ApiError::new(
-            crate::error::ErrorCode::InvalidState,
-            "the admin key is set by CREDITS_ADMIN_KEY at start and cannot be revoked here",
-        ));
-    }
     let command = Command::RevokeApiKey { id: id.clone(), scope: principal.scope() };
     let response = crate::write(
         &state,

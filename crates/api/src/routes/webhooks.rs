@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
-use credits_store::{Command, Outcome, WriteRequest};
+use credits_store::Command;
 
 use super::list_response;
 use crate::auth::Principal;
@@ -18,10 +18,8 @@ use crate::dto::{
     WebhookEndpointDto,
 };
 use crate::error::ApiError;
-use crate::extract::{
-    idempotency_key, page_request, parse_json, request_hash, ApiPath, ApiQuery, RawBody,
-};
-use crate::{respond, write, AppState};
+use crate::extract::{idempotency_key, page_request, parse_json, ApiPath, ApiQuery, RawBody};
+use crate::{respond_with_secret, submit, write, AppState};
 
 /// The event types of SPEC section 8.
 pub const EVENT_TYPES: [&str; 11] = [
@@ -75,20 +73,10 @@ pub async fn create(
         events: request.events,
         secret_sealed: state.webhooks.secrets.seal(&secret),
     };
-    let idempotency = key.map(|key| credits_store::Idempotency {
-        scope: principal.idempotency_scope(),
-        key,
-        request_hash: request_hash("POST /v2/webhook-endpoints", &parsed.value),
-    });
-    let executed = state.store.write(WriteRequest { idempotency, command }).await?;
-    // Only the live answer shows the secret; the stored answer (for replays) never has it.
-    if let (false, Some(Outcome::WebhookEndpoint(created))) = (executed.replayed, &executed.outcome)
-    {
-        let mut dto = WebhookEndpointDto::from(created);
-        dto.secret = Some(secret);
-        return Ok((StatusCode::CREATED, Json(dto)).into_response());
-    }
-    Ok(respond(executed))
+    let executed =
+        submit(&state, &principal, key, "POST /v2/webhook-endpoints", &parsed.value, command)
+            .await?;
+    Ok(respond_with_secret(executed, &secret))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

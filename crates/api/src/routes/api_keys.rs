@@ -7,7 +7,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use base64::Engine;
-use serde::Deserialize;
 
 use credits_core::access::{scope_known, OPERATOR_ONLY_SCOPES};
 use credits_store::{Command, NewApiKey};
@@ -103,25 +102,13 @@ pub async fn create(
     Ok(respond_with_secret(executed, &secret))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub struct ApiKeyListQuery {
-    /// Operators: the account (omit to list every key, operator keys included).
-    pub account_id: Option<String>,
-    /// 1 to 100, default 20.
-    pub limit: Option<usize>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// List keys (never their secrets), newest first.
-#[utoipa::path(get, path = "/v2/api-keys", tag = "team", params(ApiKeyListQuery),
+#[utoipa::path(get, path = "/v2/api-keys", tag = "team", params(super::AccountPageQuery),
     responses((status = 200, body = ListResponse<ApiKeyDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    ApiQuery(query): ApiQuery<ApiKeyListQuery>,
+    ApiQuery(query): ApiQuery<super::AccountPageQuery>,
 ) -> Result<Json<ListResponse<ApiKeyDto>>, ApiError> {
     let (account_id, page) = super::list_start(
         &state,

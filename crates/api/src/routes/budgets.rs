@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use serde::Deserialize;
 
 use credits_core::budget::{BudgetScope, Enforcement, Period};
 use credits_store::{BudgetPatch, Command, NewBudget};
@@ -81,25 +80,13 @@ pub async fn create(
         .await
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub struct BudgetListQuery {
-    /// Required for operator keys.
-    pub account_id: Option<String>,
-    /// 1 to 100, default 20.
-    pub limit: Option<usize>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// List an account's budgets with what is spent this period, newest first.
-#[utoipa::path(get, path = "/v2/budgets", tag = "budgets", params(BudgetListQuery),
+#[utoipa::path(get, path = "/v2/budgets", tag = "budgets", params(super::AccountPageQuery),
     responses((status = 200, body = ListResponse<BudgetDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    ApiQuery(query): ApiQuery<BudgetListQuery>,
+    ApiQuery(query): ApiQuery<super::AccountPageQuery>,
 ) -> Result<Json<ListResponse<BudgetDto>>, ApiError> {
     let (account_id, page) = super::list_start(
         &state,

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
-use serde::Deserialize;
 
 use credits_core::access::Role;
 use credits_store::{Command, MemberPatch};
@@ -65,25 +64,13 @@ pub async fn create(
     write(&state, &principal, key, "POST /v2/members", &parsed.value, command).await
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub struct MemberListQuery {
-    /// Required for operator keys.
-    pub account_id: Option<String>,
-    /// 1 to 100, default 20.
-    pub limit: Option<usize>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// List an account's members, newest first.
-#[utoipa::path(get, path = "/v2/members", tag = "team", params(MemberListQuery),
+#[utoipa::path(get, path = "/v2/members", tag = "team", params(super::AccountPageQuery),
     responses((status = 200, body = ListResponse<MemberDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    ApiQuery(query): ApiQuery<MemberListQuery>,
+    ApiQuery(query): ApiQuery<super::AccountPageQuery>,
 ) -> Result<Json<ListResponse<MemberDto>>, ApiError> {
     let (account_id, page) = super::list_start(
         &state,

@@ -67,6 +67,20 @@ pub(crate) fn list_response<T, D: Serialize>(
     })
 }
 
+/// The query of a list that is about one account: `accountId` (required for operators where
+/// the list is per account; elsewhere an operator omits it to list every account's) and paging.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AccountPageQuery {
+    /// The account (account keys: their own, may be omitted).
+    pub account_id: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// The common start of a list: the caller's scope, the page asked for, and the account the list
 /// is about (which must exist; `required` makes it mandatory for operators).
 pub(crate) async fn list_start(

@@ -79,25 +79,13 @@ pub async fn create(
     Ok(respond_with_secret(executed, &secret))
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-pub struct EndpointListQuery {
-    /// Operators: the account (omit for every endpoint).
-    pub account_id: Option<String>,
-    /// 1 to 100, default 20.
-    pub limit: Option<usize>,
-    /// `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// List endpoints (never their secrets), newest first.
-#[utoipa::path(get, path = "/v2/webhook-endpoints", tag = "webhooks", params(EndpointListQuery),
+#[utoipa::path(get, path = "/v2/webhook-endpoints", tag = "webhooks", params(super::AccountPageQuery),
     responses((status = 200, body = ListResponse<WebhookEndpointDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Arc<Principal>,
-    ApiQuery(query): ApiQuery<EndpointListQuery>,
+    ApiQuery(query): ApiQuery<super::AccountPageQuery>,
 ) -> Result<Json<ListResponse<WebhookEndpointDto>>, ApiError> {
     principal.require("webhooks:manage")?;
     let page = page_request(query.limit, query.cursor.as_deref())?;

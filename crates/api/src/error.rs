@@ -161,7 +161,7 @@ impl From<Rejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) | StoreError::Conflict(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
             }

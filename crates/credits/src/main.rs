@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 
 use credits_api::AppState;
-use credits_store::{Command, Outcome, Store, WriteRequest};
+use credits_store::{Command, Database, Outcome, Store, WriteRequest};
 
 /// The shortest admin key accepted from `CREDITS_ADMIN_KEY`.
 const ADMIN_KEY_LENGTH_MIN: usize = 32;
@@ -74,6 +74,10 @@ struct ServeArgs {
     /// A postgres:// URL selects PostgreSQL instead of SQLite.
     #[arg(long, env = "CREDITS_DATABASE_URL")]
     database_url: Option<String>,
+    /// The key that seals webhook secrets at rest (created when absent). Nodes sharing one
+    /// PostgreSQL database must share this file. Default: DATA_DIR/webhook-key.
+    #[arg(long, env = "CREDITS_WEBHOOK_KEY_FILE")]
+    webhook_key_file: Option<PathBuf>,
     /// The operator admin key; generated on first start when absent.
     #[arg(long = "admin-key", env = "CREDITS_ADMIN_KEY", hide = true, hide_env_values = true)]
     admin_key: Option<String>,
@@ -115,12 +119,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(url) = &args.database_url {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!("PostgreSQL is not supported by this build yet; omit --database-url for SQLite")
+    let database = match &args.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Database::Postgres(url.clone())
         }
-        bail!("--database-url must be a postgres:// URL")
-    }
+        Some(_) => bail!("--database-url must be a postgres:// URL"),
+        None => Database::Sqlite(args.data_dir.join("credits.db")),
+    };
+    let database_name = match &database {
+        Database::Sqlite(path) => path.display().to_string(),
+        // The URL may hold a password: name only the backend.
+        Database::Postgres(_) => "postgresql".to_string(),
+    };
     if let Some(key) = &args.admin_key {
         if key.chars().count() < ADMIN_KEY_LENGTH_MIN {
             bail!("CREDITS_ADMIN_KEY must have at least {ADMIN_KEY_LENGTH_MIN} characters")
@@ -128,14 +138,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
-    let database = args.data_dir.join("credits.db");
-    let (store, writer) = Store::open_sqlite(&database, credits_api::renderer())
-        .with_context(|| format!("cannot open {}", database.display()))?;
+    let (store, writer) = Store::open(&database, credits_api::renderer())
+        .with_context(|| format!("cannot open {database_name}"))?;
     admin_key_bootstrap(&store, args.admin_key.as_deref(), &args.data_dir).await?;
 
     let sweep_interval = Duration::from_millis(args.sweep_interval_ms.max(10));
     let sweeper = tokio::spawn(sweep_forever(store.clone(), sweep_interval));
-    let secret_key = args.data_dir.join("webhook-key");
+    let secret_key =
+        args.webhook_key_file.clone().unwrap_or_else(|| args.data_dir.join("webhook-key"));
     let secrets = credits_webhooks::SecretBox::load_or_create(&secret_key)
         .with_context(|| format!("cannot read or create {}", secret_key.display()))?;
     let secrets = std::sync::Arc::new(secrets);
@@ -157,7 +167,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, database = %database.display(), "credits is serving");
+    tracing::info!(%address, database = %database_name, "credits is serving");
     eprintln!("credits listening on http://{address}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     // In-flight requests have finished; stop the sweeper, then let the writer drain and stop.

@@ -57,6 +57,9 @@ fn restart(data_dir: &Path, env: &[(&str, &str)]) -> Restarted {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .envs(env.iter().copied());
+    if let Some(url) = common::database_url(data_dir) {
+        command.env("CREDITS_DATABASE_URL", url);
+    }
     if std::env::var_os("TEST_LOG").is_none() {
         command.env("CREDITS_LOG", "warn");
     }

@@ -8,7 +8,9 @@
 //! commit). Reads use a pool of read-only connections and see only committed data.
 
 mod backup;
+mod db;
 mod outbox;
+mod pg;
 mod read;
 mod rows;
 mod schema;
@@ -32,6 +34,10 @@ pub enum StoreError {
     /// The database cannot be reached or failed; nothing was acknowledged.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A concurrent write on another node got there first (PostgreSQL): the write was rolled
+    /// back and may be retried.
+    #[error("concurrent write: {0}")]
+    Conflict(String),
 }
 
 impl From<r2d2_sqlite::rusqlite::Error> for StoreError {
@@ -62,11 +68,26 @@ struct Job {
     reply: oneshot::Sender<Vec<Result<Executed, StoreError>>>,
 }
 
+/// Where the ledger lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A SQLite file, written by this process alone.
+    Sqlite(std::path::PathBuf),
+    /// A `postgres://` URL; several nodes may share the database.
+    Postgres(String),
+}
+
+#[derive(Clone)]
+enum Readers {
+    Sqlite(r2d2::Pool<SqliteConnectionManager>),
+    Pg(r2d2::Pool<pg::Manager>),
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     writer: mpsc::Sender<Job>,
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    readers: Readers,
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that the last commit is
@@ -82,6 +103,44 @@ impl WriterHandle {
 }
 
 impl Store {
+    /// Opens the database, runs migrations and starts the writer.
+    pub fn open(database: &Database, render: Render) -> Result<(Store, WriterHandle), StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open_sqlite(path, render),
+            Database::Postgres(url) => Store::open_postgres(url, render),
+        }
+    }
+
+    /// Connects to PostgreSQL, runs migrations (one node at a time) and starts the writer.
+    pub fn open_postgres(url: &str, render: Render) -> Result<(Store, WriterHandle), StoreError> {
+        let config = pg::config(url)?;
+        let mut connection = pg::connect(&config)?;
+        schema::migrate_pg(&mut connection.client)?;
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_secs(3))
+            .build(pg::Manager(config.clone()))?;
+        let backend = writer::Backend::Pg {
+            config: Box::new(config),
+            connection: Some(Box::new(connection)),
+        };
+        Store::start(backend, Readers::Pg(readers), render)
+    }
+
+    fn start(
+        backend: writer::Backend,
+        readers: Readers,
+        render: Render,
+    ) -> Result<(Store, WriterHandle), StoreError> {
+        let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
+        let thread = std::thread::Builder::new()
+            .name("credits-writer".into())
+            .spawn(move || writer::run(backend, receiver, render))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok((Store { writer: sender, readers }, WriterHandle(thread)))
+    }
+
     /// Opens (creating if needed) the database at `path`, runs migrations and starts the writer.
     pub fn open_sqlite(path: &Path, render: Render) -> Result<(Store, WriterHandle), StoreError> {
         let mut connection = schema::open_writer(path)?;
@@ -92,12 +151,7 @@ impl Store {
             )
         });
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
-        let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
-        let thread = std::thread::Builder::new()
-            .name("credits-writer".into())
-            .spawn(move || writer::run(connection, receiver, render))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok((Store { writer: sender, readers }, WriterHandle(thread)))
+        Store::start(writer::Backend::Sqlite(connection), Readers::Sqlite(readers), render)
     }
 
     /// Executes one write and answers once it is durable.
@@ -125,10 +179,16 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = pool.get()?;
-            f(&Reader::new(&connection))
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || match readers {
+            Readers::Sqlite(pool) => {
+                let connection = pool.get()?;
+                f(&Reader::new(&db::Conn::Sqlite(&connection)))
+            }
+            Readers::Pg(pool) => {
+                let mut connection = pool.get()?;
+                f(&Reader::new(&db::Conn::pg(&mut connection)))
+            }
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?

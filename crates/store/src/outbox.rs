@@ -6,7 +6,7 @@
 //! on the account (`low_balance_fired`, `top_up_fired`) and the budget (`fired_percent`,
 //! `exceeded_fired`, per period).
 
-use r2d2_sqlite::rusqlite::Connection;
+use crate::db::Conn;
 
 use credits_core::{Book, CreditStatus, Effects, ReservationStatus, Timestamp};
 
@@ -18,7 +18,7 @@ use crate::StoreError;
 /// Records an event and schedules its deliveries. `data` is built only when the event is written. `usage.recorded`, the one event of the hot
 /// path, is written only while some endpoint subscribes to it.
 pub(crate) fn emit(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     event_type: &str,
     account_id: &str,
@@ -67,7 +67,7 @@ pub(crate) fn statuses(book: &Book) -> Vec<(CreditStatus, bool)> {
 /// Events of the records and holds an operation changed: `credit.depleted`, `credit.expired`,
 /// `reservation.expired`; then the account's balance thresholds.
 pub(crate) fn book_events(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     account: Option<&Account>,
     book: &Book,
@@ -102,7 +102,7 @@ pub(crate) fn book_events(
 /// it falls below `autoTopUp.threshold`; each once per crossing, re-armed above the threshold.
 /// `account` is the account as the operation loaded it, if it did (saves reading it again).
 pub(crate) fn balance_alerts(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     account: Option<&Account>,
     book: &Book,
@@ -154,7 +154,7 @@ pub(crate) fn balance_alerts(
 
 /// Credits that will expire within their account's `expiringSoonDays`, announced once each.
 pub(crate) fn expiring_soon(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     now: Timestamp,
 ) -> Result<usize, StoreError> {

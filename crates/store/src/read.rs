@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use r2d2_sqlite::rusqlite::{params, types::Value, Connection, OptionalExtension};
+use crate::db::{params, Conn, DbResult, Optional, OwnedValue, Row};
 
 use credits_core::{
     book::Balance, Book, CreditRecord, CreditStatus, Effects, Reservation, Timestamp,
@@ -16,10 +16,11 @@ use crate::rows::{self, book_load};
 use crate::types::*;
 use crate::StoreError;
 
-pub(crate) fn service_find(
-    connection: &Connection,
-    id: &str,
-) -> Result<Option<Service>, StoreError> {
+/// How long a node's claim on a due delivery lasts (PostgreSQL): longer than an attempt's
+/// timeout, so that only a node that died lets another deliver the event again.
+const DELIVERY_LEASE_MICROS: i64 = 60_000_000;
+
+pub(crate) fn service_find(connection: &Conn<'_>, id: &str) -> Result<Option<Service>, StoreError> {
     let row = connection
         .prepare_cached(
             "SELECT id, name, unit_cost, created_at, updated_at FROM services WHERE id = ?1",
@@ -49,33 +50,27 @@ pub(crate) fn service_find(
 
 /// One row by key: `sql` selects with `?1`, `map` turns the row into `(seq, value)`.
 pub(crate) fn find_one<T>(
-    connection: &Connection,
+    connection: &Conn<'_>,
     sql: &str,
     key: &str,
-    map: impl FnOnce(&r2d2_sqlite::rusqlite::Row<'_>) -> r2d2_sqlite::rusqlite::Result<(i64, T)>,
+    map: impl FnOnce(&Row<'_>) -> DbResult<(i64, T)>,
 ) -> Result<Option<T>, StoreError> {
     let row = connection.prepare_cached(sql)?.query_row([key], map).optional()?;
     Ok(row.map(|(_, value)| value))
 }
 
-pub(crate) fn account_find(
-    connection: &Connection,
-    id: &str,
-) -> Result<Option<Account>, StoreError> {
+pub(crate) fn account_find(connection: &Conn<'_>, id: &str) -> Result<Option<Account>, StoreError> {
     let sql = format!("SELECT {} FROM accounts WHERE id = ?1", rows::ACCOUNT_COLUMNS);
     find_one(connection, &sql, id, rows::account_from_row)
 }
 
-pub(crate) fn api_key_find(
-    connection: &Connection,
-    id: &str,
-) -> Result<Option<ApiKey>, StoreError> {
+pub(crate) fn api_key_find(connection: &Conn<'_>, id: &str) -> Result<Option<ApiKey>, StoreError> {
     let sql = format!("SELECT {} FROM api_keys WHERE id = ?1", rows::API_KEY_COLUMNS);
     find_one(connection, &sql, id, rows::api_key_from_row)
 }
 
 /// A member that has not been deleted.
-pub(crate) fn member_find(connection: &Connection, id: &str) -> Result<Option<Member>, StoreError> {
+pub(crate) fn member_find(connection: &Conn<'_>, id: &str) -> Result<Option<Member>, StoreError> {
     let sql = format!(
         "SELECT {} FROM members WHERE id = ?1 AND deleted_at IS NULL",
         rows::MEMBER_COLUMNS
@@ -83,19 +78,19 @@ pub(crate) fn member_find(connection: &Connection, id: &str) -> Result<Option<Me
     find_one(connection, &sql, id, rows::member_from_row)
 }
 
-pub(crate) fn budget_find(connection: &Connection, id: &str) -> Result<Option<Budget>, StoreError> {
+pub(crate) fn budget_find(connection: &Conn<'_>, id: &str) -> Result<Option<Budget>, StoreError> {
     let sql = format!("SELECT {} FROM budgets WHERE id = ?1", rows::BUDGET_COLUMNS);
     find_one(connection, &sql, id, rows::budget_from_row)
 }
 
-pub(crate) fn event_find(connection: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
+pub(crate) fn event_find(connection: &Conn<'_>, id: &str) -> Result<Option<Event>, StoreError> {
     let sql = format!("SELECT {} FROM events WHERE id = ?1", rows::EVENT_COLUMNS);
     find_one(connection, &sql, id, rows::event_from_row)
 }
 
 /// An endpoint that was not deleted.
 pub(crate) fn endpoint_find(
-    connection: &Connection,
+    connection: &Conn<'_>,
     id: &str,
 ) -> Result<Option<WebhookEndpoint>, StoreError> {
     let sql = format!(
@@ -106,7 +101,7 @@ pub(crate) fn endpoint_find(
 }
 
 pub(crate) fn credit_find(
-    connection: &Connection,
+    connection: &Conn<'_>,
     id: &str,
 ) -> Result<Option<CreditRecord>, StoreError> {
     let sql = format!("SELECT {} FROM credits WHERE id = ?1", rows::CREDIT_COLUMNS);
@@ -114,7 +109,7 @@ pub(crate) fn credit_find(
 }
 
 pub(crate) fn reservation_find(
-    connection: &Connection,
+    connection: &Conn<'_>,
     id: &str,
 ) -> Result<Option<Reservation>, StoreError> {
     let sql = format!("SELECT {} FROM reservations WHERE id = ?1", rows::RESERVATION_COLUMNS);
@@ -125,16 +120,16 @@ pub(crate) fn reservation_find(
 #[derive(Default)]
 struct Where {
     clauses: Vec<String>,
-    values: Vec<Value>,
+    values: Vec<OwnedValue>,
 }
 
 impl Where {
-    fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Value>) {
+    fn push(&mut self, clause: &str, values: impl IntoIterator<Item = OwnedValue>) {
         self.clauses.push(clause.to_string());
         self.values.extend(values);
     }
-    fn text(value: &str) -> Value {
-        Value::Text(value.to_string())
+    fn text(value: &str) -> OwnedValue {
+        OwnedValue::Text(value.to_string())
     }
     fn sql(&self) -> String {
         if self.clauses.is_empty() {
@@ -146,11 +141,11 @@ impl Where {
 }
 
 pub struct Reader<'c> {
-    connection: &'c Connection,
+    connection: &'c Conn<'c>,
 }
 
 impl<'c> Reader<'c> {
-    pub(crate) fn new(connection: &'c Connection) -> Reader<'c> {
+    pub(crate) fn new(connection: &'c Conn<'c>) -> Reader<'c> {
         Reader { connection }
     }
 
@@ -159,18 +154,16 @@ impl<'c> Reader<'c> {
         table_sql: &str,
         mut filter: Where,
         page: PageRequest,
-        map: impl Fn(&r2d2_sqlite::rusqlite::Row<'_>) -> r2d2_sqlite::rusqlite::Result<(i64, T)>,
+        map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
     ) -> Result<Page<T>, StoreError> {
         if let Some(before) = page.before {
-            filter.push("seq < ?", [Value::Integer(before)]);
+            filter.push("seq < ?", [OwnedValue::Int(before)]);
         }
         let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
         let sql = format!("{table_sql} {} ORDER BY seq DESC LIMIT {limit}", filter.sql());
         let mut statement = self.connection.prepare_cached(&sql)?;
         let mut items = Vec::with_capacity(page.limit + 1);
-        for row in
-            statement.query_map(r2d2_sqlite::rusqlite::params_from_iter(filter.values), map)?
-        {
+        for row in statement.query_map(&filter.values, map)? {
             items.push(row?);
         }
         let next = if items.len() > page.limit {
@@ -310,6 +303,21 @@ impl<'c> Reader<'c> {
              ORDER BY next_attempt_at LIMIT ?2",
             rows::DELIVERY_COLUMNS
         );
+        // With several nodes on one database, each due delivery is claimed by one of them: its
+        // next attempt moves a lease ahead, so another node retries it only if this one died.
+        let sql = if self.connection.is_pg() {
+            format!(
+                "UPDATE deliveries SET next_attempt_at = ?1 + {lease} WHERE id IN \
+                 (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 \
+                 AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints \
+                 WHERE disabled_at IS NOT NULL OR deleted_at IS NOT NULL) \
+                 ORDER BY next_attempt_at LIMIT ?2 FOR UPDATE SKIP LOCKED) RETURNING {}",
+                rows::DELIVERY_COLUMNS,
+                lease = DELIVERY_LEASE_MICROS
+            )
+        } else {
+            sql
+        };
         let mut statement = self.connection.prepare_cached(&sql)?;
         let deliveries: Vec<Delivery> = statement
             .query_map(params![now.0, limit], rows::delivery_from_row)?
@@ -379,12 +387,12 @@ impl<'c> Reader<'c> {
         Ok(self
             .connection
             .prepare_cached("SELECT 1 FROM api_keys WHERE id = 'key_admin' AND revoked_at IS NULL")?
-            .exists([])?)
+            .exists(params![])?)
     }
 
     /// Whether the database answers: for `/readyz`.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.connection.query_row("SELECT 1", [], |_| Ok(()))?;
+        self.connection.prepare_cached("SELECT 1")?.query_row(params![], |_| Ok(()))?;
         Ok(())
     }
 
@@ -409,7 +417,7 @@ impl<'c> Reader<'c> {
         let mut statement =
             self.connection.prepare_cached("SELECT id FROM services ORDER BY id")?;
         let ids: Vec<String> =
-            statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            statement.query_map(params![], |row| row.get(0))?.collect::<Result<_, _>>()?;
         let mut services = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(service) = service_find(self.connection, &id)? {
@@ -484,7 +492,7 @@ impl<'c> Reader<'c> {
         if let Some(service) = &filter.service {
             sql.push("service = ?", [Where::text(service)]);
         }
-        let now_value = Value::Integer(now.0);
+        let now_value = OwnedValue::Int(now.0);
         match filter.status {
             None => {}
             Some(CreditStatus::Active) => sql
@@ -528,10 +536,10 @@ impl<'c> Reader<'c> {
             sql.push("api_key_id = ?", [Where::text(api_key_id)]);
         }
         if let Some(from) = filter.from {
-            sql.push("created_at >= ?", [Value::Integer(from.0)]);
+            sql.push("created_at >= ?", [OwnedValue::Int(from.0)]);
         }
         if let Some(to) = filter.to {
-            sql.push("created_at < ?", [Value::Integer(to.0)]);
+            sql.push("created_at < ?", [OwnedValue::Int(to.0)]);
         }
         let table = format!("SELECT {} FROM usage", rows::USAGE_COLUMNS);
         self.page(&table, sql, page, rows::usage_from_row)
@@ -579,7 +587,7 @@ impl<'c> Reader<'c> {
         }
         sql.push(
             &format!("{time} >= ? AND {time} < ?"),
-            [Value::Integer(from), Value::Integer(to)],
+            [OwnedValue::Int(from), OwnedValue::Int(to)],
         );
         if let Some(service) = &filter.service {
             sql.push("service = ?", [Where::text(service)]);
@@ -593,35 +601,34 @@ impl<'c> Reader<'c> {
             sql.push(&format!("{column} = ?"), [Where::text(api_key_id)]);
         }
         let select = if rollup {
-            "SELECT hour, service, operation, member_id, api_key_id, sum(credits), sum(count) \
+            "SELECT hour, service, operation, member_id, api_key_id, CAST(sum(credits) AS BIGINT), CAST(sum(count) AS BIGINT) \
              FROM usage_hourly"
                 .to_string()
         } else {
             format!(
                 "SELECT (created_at / {hour}) * {hour}, service, coalesce(operation, ''), \
-                 coalesce(member_id, ''), coalesce(api_key_id, ''), sum(credits), count(*) \
+                 coalesce(member_id, ''), coalesce(api_key_id, ''), CAST(sum(credits) AS BIGINT), count(*) \
                  FROM usage",
                 hour = rows::HOUR_MICROS
             )
         };
         let query = format!("{select} {} GROUP BY 1, 2, 3, 4, 5", sql.sql());
         let mut statement = self.connection.prepare_cached(&query)?;
-        let found =
-            statement.query_map(r2d2_sqlite::rusqlite::params_from_iter(sql.values), |row| {
-                let text = |i: usize| -> r2d2_sqlite::rusqlite::Result<Option<String>> {
-                    let value: String = row.get(i)?;
-                    Ok(if value.is_empty() { None } else { Some(value) })
-                };
-                Ok(SummaryRow {
-                    hour: Timestamp(row.get(0)?),
-                    service: row.get(1)?,
-                    operation: text(2)?,
-                    member_id: text(3)?,
-                    api_key_id: text(4)?,
-                    credits: row.get(5)?,
-                    count: row.get(6)?,
-                })
-            })?;
+        let found = statement.query_map(&sql.values, |row| {
+            let text = |i: usize| -> DbResult<Option<String>> {
+                let value: String = row.get(i)?;
+                Ok(if value.is_empty() { None } else { Some(value) })
+            };
+            Ok(SummaryRow {
+                hour: Timestamp(row.get(0)?),
+                service: row.get(1)?,
+                operation: text(2)?,
+                member_id: text(3)?,
+                api_key_id: text(4)?,
+                credits: row.get(5)?,
+                count: row.get(6)?,
+            })
+        })?;
         for row in found {
             out.push(row?);
         }
@@ -654,10 +661,10 @@ impl<'c> Reader<'c> {
             sql.push("api_key_id = ?", [Where::text(api_key_id)]);
         }
         if let Some(from) = filter.from {
-            sql.push("created_at >= ?", [Value::Integer(from.0)]);
+            sql.push("created_at >= ?", [OwnedValue::Int(from.0)]);
         }
         if let Some(to) = filter.to {
-            sql.push("created_at < ?", [Value::Integer(to.0)]);
+            sql.push("created_at < ?", [OwnedValue::Int(to.0)]);
         }
         let table = format!("SELECT {} FROM ledger", rows::LEDGER_COLUMNS);
         self.page(&table, sql, page, rows::entry_from_row)

@@ -1,6 +1,6 @@
 //! Mapping between rows and values, and the statements that persist them.
 
-use r2d2_sqlite::rusqlite::{params, Connection, Row};
+use crate::db::{params, Conn, DbError, DbResult, Row};
 
 use credits_core::{
     Actor, Allocation, CreditKind, CreditRecord, EntryType, LedgerEntry, Reservation,
@@ -16,14 +16,10 @@ use crate::types::{
 };
 use crate::StoreError;
 
-type SqlResult<T> = r2d2_sqlite::rusqlite::Result<T>;
+type SqlResult<T> = DbResult<T>;
 
-fn invalid(column: usize, what: &str) -> r2d2_sqlite::rusqlite::Error {
-    r2d2_sqlite::rusqlite::Error::InvalidColumnType(
-        column,
-        what.to_string(),
-        r2d2_sqlite::rusqlite::types::Type::Text,
-    )
+fn invalid(column: usize, what: &str) -> DbError {
+    DbError::Invalid(format!("column {column} holds {what}"))
 }
 
 fn timestamp(row: &Row<'_>, column: usize) -> SqlResult<Timestamp> {
@@ -31,7 +27,7 @@ fn timestamp(row: &Row<'_>, column: usize) -> SqlResult<Timestamp> {
 }
 
 fn timestamp_opt(row: &Row<'_>, column: usize) -> SqlResult<Option<Timestamp>> {
-    Ok(row.get::<_, Option<i64>>(column)?.map(Timestamp))
+    Ok(row.get::<Option<i64>>(column)?.map(Timestamp))
 }
 
 pub(crate) fn encode_allocations(allocations: &[Allocation]) -> String {
@@ -84,7 +80,7 @@ pub(crate) fn account_from_row(row: &Row<'_>) -> SqlResult<(i64, Account)> {
     ))
 }
 
-pub(crate) fn account_save(connection: &Connection, account: &Account) -> SqlResult<()> {
+pub(crate) fn account_save(connection: &Conn<'_>, account: &Account) -> SqlResult<()> {
     let top_up = account.auto_top_up.as_ref();
     connection
         .prepare_cached(
@@ -143,7 +139,7 @@ pub(crate) fn credit_from_row(row: &Row<'_>) -> SqlResult<(i64, CreditRecord)> {
     Ok((row.get(0)?, record))
 }
 
-pub(crate) fn credit_save(connection: &Connection, record: &CreditRecord) -> SqlResult<()> {
+pub(crate) fn credit_save(connection: &Conn<'_>, record: &CreditRecord) -> SqlResult<()> {
     record.assert_equation();
     connection
         .prepare_cached(
@@ -202,7 +198,7 @@ pub(crate) fn reservation_from_row(row: &Row<'_>) -> SqlResult<Reservation> {
     })
 }
 
-pub(crate) fn reservation_save(connection: &Connection, hold: &Reservation) -> SqlResult<()> {
+pub(crate) fn reservation_save(connection: &Conn<'_>, hold: &Reservation) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO reservations (id, account_id, service, credits, captured, status, \
@@ -254,7 +250,7 @@ pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
     ))
 }
 
-pub(crate) fn usage_insert(connection: &Connection, usage: &UsageRecord) -> SqlResult<()> {
+pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO usage (id, account_id, service, operation, quantity, credits, \
@@ -281,7 +277,8 @@ pub(crate) fn usage_insert(connection: &Connection, usage: &UsageRecord) -> SqlR
         .prepare_cached(
             "INSERT INTO usage_hourly (account_id, hour, service, operation, member_id, \
              api_key_id, credits, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
-             ON CONFLICT DO UPDATE SET credits = credits + ?7, count = count + 1",
+             ON CONFLICT (account_id, hour, service, operation, member_id, api_key_id) DO UPDATE \
+             SET credits = usage_hourly.credits + excluded.credits, count = usage_hourly.count + 1",
         )?
         .execute(params![
             usage.account_id,
@@ -326,7 +323,7 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> SqlResult<(i64, StoredEntry)> {
     ))
 }
 
-pub(crate) fn entry_insert(connection: &Connection, entry: &LedgerEntry) -> SqlResult<()> {
+pub(crate) fn entry_insert(connection: &Conn<'_>, entry: &LedgerEntry) -> SqlResult<()> {
     assert!(entry.credits > 0, "a ledger entry moves a positive amount: {entry:?}");
     connection
         .prepare_cached(
@@ -389,7 +386,7 @@ pub(crate) fn member_from_row(row: &Row<'_>) -> SqlResult<(i64, Member)> {
     ))
 }
 
-pub(crate) fn member_save(connection: &Connection, member: &Member) -> SqlResult<()> {
+pub(crate) fn member_save(connection: &Conn<'_>, member: &Member) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO members (id, account_id, email, name, role, created_at, updated_at) \
@@ -443,7 +440,7 @@ pub(crate) fn budget_from_row(row: &Row<'_>) -> SqlResult<(i64, Budget)> {
     ))
 }
 
-pub(crate) fn budget_save(connection: &Connection, budget: &Budget) -> SqlResult<()> {
+pub(crate) fn budget_save(connection: &Conn<'_>, budget: &Budget) -> SqlResult<()> {
     let thresholds: Vec<String> = budget.thresholds.iter().map(u32::to_string).collect();
     connection
         .prepare_cached(
@@ -476,7 +473,7 @@ pub(crate) fn budget_save(connection: &Connection, budget: &Budget) -> SqlResult
 }
 
 pub(crate) fn budgets_of_account(
-    connection: &Connection,
+    connection: &Conn<'_>,
     account_id: &str,
 ) -> Result<Vec<Budget>, StoreError> {
     let mut statement = connection
@@ -490,7 +487,7 @@ pub(crate) fn budgets_of_account(
 
 /// Loads the open records and held reservations of an account: all a debit needs.
 pub(crate) fn book_load(
-    connection: &Connection,
+    connection: &Conn<'_>,
     account_id: &str,
 ) -> Result<credits_core::Book, StoreError> {
     let mut book = credits_core::Book::new(account_id);
@@ -524,7 +521,7 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> SqlResult<(i64, Event)> {
     ))
 }
 
-pub(crate) fn event_insert(connection: &Connection, event: &Event) -> SqlResult<()> {
+pub(crate) fn event_insert(connection: &Conn<'_>, event: &Event) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO events (id, account_id, type, data, created_at) \
@@ -580,7 +577,7 @@ pub(crate) fn delivery_from_row(row: &Row<'_>) -> SqlResult<(i64, Delivery)> {
     ))
 }
 
-pub(crate) fn delivery_save(connection: &Connection, delivery: &Delivery) -> SqlResult<()> {
+pub(crate) fn delivery_save(connection: &Conn<'_>, delivery: &Delivery) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO deliveries (id, endpoint_id, event_id, attempt, status, response_code, \

@@ -2,7 +2,7 @@
 //! a charge (in the same serialized step, so it holds under any concurrency exactly as balances
 //! do), charges and holds are counted, and released or expired holds stop counting.
 
-use r2d2_sqlite::rusqlite::Connection;
+use crate::db::Conn;
 
 use credits_core::budget::Budget;
 use credits_core::{Actor, Book, Rejection, ReservationStatus, Timestamp};
@@ -19,7 +19,7 @@ pub(crate) struct Spending {
 }
 
 impl Spending {
-    pub(crate) fn load(connection: &Connection, account_id: &str) -> Result<Spending, StoreError> {
+    pub(crate) fn load(connection: &Conn<'_>, account_id: &str) -> Result<Spending, StoreError> {
         let budgets = rows::budgets_of_account(connection, account_id)?;
         let changed = vec![false; budgets.len()];
         Ok(Spending { budgets, changed })
@@ -85,7 +85,7 @@ impl Spending {
     /// Announces thresholds newly reached and a first pass of the limit, once per period each.
     pub(crate) fn announce(
         &mut self,
-        connection: &Connection,
+        connection: &Conn<'_>,
         writer: &mut Writer,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -116,7 +116,7 @@ impl Spending {
     pub(crate) fn refused(
         &mut self,
         budget_id: &str,
-        connection: &Connection,
+        connection: &Conn<'_>,
         writer: &mut Writer,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -133,7 +133,7 @@ impl Spending {
         Ok(())
     }
 
-    pub(crate) fn save(&self, connection: &Connection) -> Result<(), StoreError> {
+    pub(crate) fn save(&self, connection: &Conn<'_>) -> Result<(), StoreError> {
         for (budget, changed) in self.budgets.iter().zip(&self.changed) {
             if *changed {
                 rows::budget_save(connection, budget)?;

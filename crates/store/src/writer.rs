@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use r2d2_sqlite::rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use crate::db::{params, Conn, Optional, PgConn};
 use tokio::sync::mpsc;
 
 use credits_core::{
@@ -48,17 +48,19 @@ pub(crate) struct Writer {
     pub(crate) render: Render,
     /// Every webhook endpoint not deleted: the writer is their only writer, so this stays true.
     pub(crate) endpoints: Vec<WebhookEndpoint>,
-    /// The service catalog as read so far: the writer is its only writer, so a debit need not
-    /// read the service and its operations again.
+    /// Whether `endpoints` must be read again.
+    endpoints_loaded: bool,
+    /// The service catalog as read so far: on SQLite the writer is its only writer, so a debit
+    /// need not read the service and its operations again; on PostgreSQL, per batch.
     services: std::collections::HashMap<String, Service>,
+    /// Whether other nodes write to the same database (PostgreSQL).
+    shared: bool,
+    /// The accounts this transaction has locked (PostgreSQL).
+    locked: std::collections::HashSet<String>,
 }
 
 impl Writer {
-    fn service(
-        &mut self,
-        connection: &Connection,
-        id: &str,
-    ) -> Result<Option<Service>, StoreError> {
+    fn service(&mut self, connection: &Conn<'_>, id: &str) -> Result<Option<Service>, StoreError> {
         if let Some(service) = self.services.get(id) {
             return Ok(Some(service.clone()));
         }
@@ -69,6 +71,34 @@ impl Writer {
         Ok(found)
     }
 
+    /// Locks an account's row until the transaction ends, on PostgreSQL, where other nodes may
+    /// write the same account: everything a command reads of the account after this is current
+    /// and stays so. (SQLite has one writer; nothing to do.)
+    pub(crate) fn lock(
+        &mut self,
+        connection: &Conn<'_>,
+        account_id: &str,
+    ) -> Result<(), StoreError> {
+        if !self.shared || self.locked.contains(account_id) {
+            return Ok(());
+        }
+        connection
+            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1 FOR UPDATE")?
+            .exists([account_id])?;
+        self.locked.insert(account_id.to_string());
+        Ok(())
+    }
+
+    /// The account, locked (see [`Writer::lock`]).
+    fn account(
+        &mut self,
+        connection: &Conn<'_>,
+        account_id: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        self.lock(connection, account_id)?;
+        account_find(connection, account_id)
+    }
+
     pub(crate) fn id(&mut self, prefix: &str) -> String {
         // The generator only fails when more than 2^80 ids share one millisecond.
         let ulid = self.ids.generate().unwrap_or_else(|_| ulid::Ulid::generate());
@@ -76,20 +106,45 @@ impl Writer {
     }
 }
 
-pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>, render: Render) {
-    let endpoints = match endpoints_load(&connection) {
-        Ok(endpoints) => endpoints,
-        Err(error) => {
-            tracing::error!(%error, "cannot load webhook endpoints; the writer stops");
-            return;
+/// The writer's connection: SQLite's own, or PostgreSQL's, opened again whenever it is lost.
+pub(crate) enum Backend {
+    Sqlite(r2d2_sqlite::rusqlite::Connection),
+    Pg { config: Box<postgres::Config>, connection: Option<Box<PgConn>> },
+}
+
+impl Backend {
+    fn conn(&mut self) -> Result<Conn<'_>, StoreError> {
+        match self {
+            Backend::Sqlite(connection) => Ok(Conn::Sqlite(connection)),
+            Backend::Pg { config, connection } => {
+                if connection.as_ref().is_some_and(|c| c.client.is_closed()) {
+                    *connection = None;
+                }
+                let connection = match connection {
+                    Some(connection) => connection,
+                    None => connection.insert(Box::new(crate::pg::connect(config)?)),
+                };
+                Ok(Conn::pg(connection))
+            }
         }
-    };
+    }
+}
+
+/// How often a batch that lost a race with another node (deadlock, an idempotency key stored
+/// meanwhile) is run again before its requests are answered 503.
+const BATCH_TRIES: usize = 8;
+
+pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, render: Render) {
+    let shared = matches!(backend, Backend::Pg { .. });
     let mut writer = Writer {
         clock: Clock::default(),
         ids: ulid::Generator::new(),
         render,
-        endpoints,
+        endpoints: Vec::new(),
+        endpoints_loaded: false,
         services: std::collections::HashMap::new(),
+        shared,
+        locked: std::collections::HashSet::new(),
     };
     while let Some(first) = receiver.blocking_recv() {
         let mut count = first.requests.len();
@@ -104,7 +159,22 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
             }
         }
         let started = std::time::Instant::now();
-        let committed = commit_batch(&mut connection, &mut writer, &mut jobs);
+        let committed = match backend.conn() {
+            Ok(connection) => {
+                let mut tries = 1;
+                loop {
+                    match commit_batch(&connection, &mut writer, &jobs) {
+                        Err(StoreError::Conflict(cause)) if tries < BATCH_TRIES => {
+                            tracing::debug!(%cause, tries, "batch lost a race; running it again");
+                            metrics::counter!("credits_writer_batch_retries").increment(1);
+                            tries += 1;
+                        }
+                        result => break result,
+                    }
+                }
+            }
+            Err(error) => Err(error),
+        };
         metrics::histogram!("credits_writer_batch_requests").record(count as f64);
         metrics::histogram!("credits_writer_commit_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -116,10 +186,7 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
         };
         if failed {
             writer.services.clear();
-            match endpoints_load(&connection) {
-                Ok(endpoints) => writer.endpoints = endpoints,
-                Err(error) => tracing::error!(%error, "cannot reload webhook endpoints"),
-            }
+            writer.endpoints_loaded = false;
         }
         match committed {
             Ok(results) => {
@@ -145,42 +212,93 @@ pub(crate) fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Job>,
 
 type BatchResults = Vec<Vec<Result<Executed, StoreError>>>;
 
+/// The account a command writes to, when the command names it: on PostgreSQL these are locked
+/// first, in id order, so that two nodes' batches never wait on each other in a cycle.
+fn account_of(command: &Command) -> Option<&str> {
+    match command {
+        Command::RecordUsage(new) => Some(&new.account_id),
+        Command::CreateCredit(new) => Some(&new.account_id),
+        Command::CreateReservation(new) => Some(&new.account_id),
+        Command::CreateBudget(new) => Some(&new.account_id),
+        Command::CreateMember { account_id, .. } => Some(account_id),
+        Command::UpdateAccount { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
 fn commit_batch(
-    connection: &mut Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
-    jobs: &mut [Job],
+    jobs: &[Job],
 ) -> Result<BatchResults, StoreError> {
-    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    connection.batch(if connection.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" })?;
+    let result = batch_execute(connection, writer, jobs);
+    if result.is_err() {
+        if let Err(error) = connection.batch("ROLLBACK") {
+            tracing::warn!(%error, "rollback failed");
+        }
+    }
+    result
+}
+
+fn batch_execute(
+    connection: &Conn<'_>,
+    writer: &mut Writer,
+    jobs: &[Job],
+) -> Result<BatchResults, StoreError> {
+    writer.locked.clear();
+    if writer.shared {
+        // Other nodes write too: what this writer holds may be stale.
+        writer.services.clear();
+        writer.endpoints_loaded = false;
+        let mut accounts: Vec<&str> = jobs
+            .iter()
+            .flat_map(|job| &job.requests)
+            .filter_map(|r| account_of(&r.command))
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        for account in accounts {
+            writer.lock(connection, account)?;
+        }
+    }
+    if !writer.endpoints_loaded {
+        writer.endpoints = endpoints_load(connection)?;
+        writer.endpoints_loaded = true;
+    }
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs.iter() {
+    for job in jobs {
         let mut job_results = Vec::with_capacity(job.requests.len());
         for request in &job.requests {
-            let savepoint = transaction.savepoint()?;
+            connection.batch("SAVEPOINT request")?;
             let now = writer.clock.now();
-            match execute(&savepoint, writer, request, now) {
+            match execute(connection, writer, request, now) {
                 Ok(executed) => {
-                    savepoint.commit()?;
+                    connection.batch("RELEASE request")?;
                     job_results.push(Ok(executed));
                 }
+                // Lost a race with another node: the whole batch runs again.
+                Err(error @ StoreError::Conflict(_)) => return Err(error),
                 Err(error) => {
                     tracing::error!(%error, "write failed; rolled back to its savepoint");
-                    drop(savepoint);
+                    connection.batch("ROLLBACK TO request; RELEASE request")?;
                     job_results.push(Err(error));
                 }
             }
         }
         results.push(job_results);
     }
-    transaction.commit()?;
+    connection.batch("COMMIT")?;
     Ok(results)
 }
 
 fn execute(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     request: &WriteRequest,
     now: Timestamp,
 ) -> Result<Executed, StoreError> {
+    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     if let Some(idempotency) = &request.idempotency {
         let stored = connection
             .prepare_cached(
@@ -188,10 +306,9 @@ fn execute(
                  WHERE scope = ?1 AND key = ?2",
             )?
             .query_row(params![idempotency.scope, idempotency.key], |row| {
-                Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get::<_, i64>(3)?))
+                Ok((row.get::<Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get::<i64>(3)?))
             })
             .optional()?;
-        let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
         if let Some((hash, status, body, created_at)) = stored {
             if created_at > fresh_after {
                 if hash == idempotency.request_hash {
@@ -208,11 +325,15 @@ fn execute(
     let rendered = writer.render.answer(&request.command, &outcome);
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
-            connection
+            // A key stored meanwhile by another node (PostgreSQL) is fresh: nothing is replaced,
+            // and the request runs again from its savepoint to replay that node's answer.
+            let stored = connection
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO idempotency \
-                     (scope, key, request_hash, status, body, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
+                     request_hash = excluded.request_hash, status = excluded.status, \
+                     body = excluded.body, created_at = excluded.created_at \
+                     WHERE idempotency.created_at <= ?7",
                 )?
                 .execute(params![
                     idempotency.scope,
@@ -220,8 +341,12 @@ fn execute(
                     idempotency.request_hash.as_slice(),
                     rendered.status,
                     rendered.body,
-                    now.0
+                    now.0,
+                    fresh_after
                 ])?;
+            if stored == 0 {
+                return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
+            }
         }
     }
     Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
@@ -233,7 +358,7 @@ fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
 
 /// Writes what an operation changed, with the events its transitions cause.
 fn persist(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     account: Option<&Account>,
     book: &Book,
@@ -256,7 +381,7 @@ fn persist(
 
 /// A member named as the actor must exist in the account (another account's is not found).
 fn member_check(
-    connection: &Connection,
+    connection: &Conn<'_>,
     account_id: &str,
     actor: &credits_core::Actor,
 ) -> Result<Option<Rejection>, StoreError> {
@@ -274,7 +399,7 @@ fn in_scope(scope: &AccountScope, account_id: &str) -> bool {
 }
 
 fn apply(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     command: &Command,
     now: Timestamp,
@@ -298,7 +423,7 @@ fn apply(
         }
         Command::UpdateAccount { id, patch, scope } => {
             let Some(mut account) =
-                account_find(connection, id)?.filter(|a| in_scope(scope, &a.id))
+                writer.account(connection, id)?.filter(|a| in_scope(scope, &a.id))
             else {
                 return rejected(Rejection::NotFound(format!("account {id}")));
             };
@@ -359,9 +484,13 @@ fn apply(
         Command::VoidCredit { credit_id, scope, actor } => {
             let record = crate::read::credit_find(connection, credit_id)?
                 .filter(|record| in_scope(scope, &record.account_id));
-            let Some(record) = record else {
+            let Some(mut record) = record else {
                 return rejected(Rejection::NotFound(format!("credit {credit_id}")));
             };
+            if writer.shared {
+                writer.lock(connection, &record.account_id)?;
+                record = crate::read::credit_find(connection, credit_id)?.unwrap_or(record);
+            }
             let mut book = book_load(connection, &record.account_id)?;
             let before = outbox::statuses(&book);
             if !book.records.iter().any(|r| r.id == record.id) {
@@ -399,7 +528,7 @@ fn apply(
             member_create(connection, writer, account_id, email, name, *role, now)
         }
         Command::UpdateMember { id, patch, scope } => {
-            member_update(connection, id, patch, scope, now)
+            member_update(connection, writer, id, patch, scope, now)
         }
         Command::DeleteMember { id, scope } => {
             let member = crate::read::member_find(connection, id)?
@@ -446,13 +575,12 @@ fn apply(
             Ok(Outcome::ApiKey(key))
         }
         Command::TouchApiKeys { used } => {
+            let sql = format!(
+                "UPDATE api_keys SET last_used_at = {}(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+                connection.greatest()
+            );
             for (id, at) in used {
-                connection
-                    .prepare_cached(
-                        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) \
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, at.0])?;
+                connection.prepare_cached(&sql)?.execute(params![id, at.0])?;
             }
             Ok(Outcome::Touched)
         }
@@ -463,6 +591,10 @@ fn apply(
             let Some(mut budget) = budget else {
                 return rejected(Rejection::NotFound(format!("budget {id}")));
             };
+            if writer.shared {
+                writer.lock(connection, &budget.account_id)?;
+                budget = crate::read::budget_find(connection, id)?.unwrap_or(budget);
+            }
             if let Some(name) = &patch.name {
                 budget.name = name.clone();
             }
@@ -482,9 +614,11 @@ fn apply(
         Command::DeleteBudget { id, scope } => {
             let budget = crate::read::budget_find(connection, id)?
                 .filter(|budget| in_scope(scope, &budget.account_id));
-            if budget.is_none() {
+            let Some(budget) = budget else {
                 return rejected(Rejection::NotFound(format!("budget {id}")));
-            }
+            };
+            // A usage on another node saves the account's budgets under the account's lock.
+            writer.lock(connection, &budget.account_id)?;
             connection.prepare_cached("DELETE FROM budgets WHERE id = ?1")?.execute([id])?;
             Ok(Outcome::Deleted { id: id.clone() })
         }
@@ -594,7 +728,7 @@ fn apply(
     }
 }
 
-fn service_save(connection: &Connection, service: &Service) -> Result<(), StoreError> {
+fn service_save(connection: &Conn<'_>, service: &Service) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "INSERT INTO services (id, name, unit_cost, created_at, updated_at) \
@@ -622,12 +756,12 @@ fn service_save(connection: &Connection, service: &Service) -> Result<(), StoreE
 }
 
 fn credit_create(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewCredit,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(account) = account_find(connection, &new.account_id)? else {
+    let Some(account) = writer.account(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
     if new.service != SERVICE_ANY && writer.service(connection, &new.service)?.is_none() {
@@ -702,12 +836,12 @@ fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
 }
 
 fn usage_record(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewUsage,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(account) = account_find(connection, &new.account_id)? else {
+    let Some(account) = writer.account(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
     let Some(service) = writer.service(connection, &new.service)? else {
@@ -773,12 +907,12 @@ fn usage_record(
 }
 
 fn reservation_create(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewReservation,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(account) = account_find(connection, &new.account_id)? else {
+    let Some(account) = writer.account(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
     if writer.service(connection, &new.service)?.is_none() {
@@ -820,7 +954,7 @@ fn reservation_create(
 
 /// Captures (`capture` is `Some`, with an optional amount) or releases a held reservation.
 fn reservation_settle(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     id: &str,
     capture: Option<Option<u64>>,
@@ -830,9 +964,13 @@ fn reservation_settle(
 ) -> Result<Outcome, StoreError> {
     let hold = crate::read::reservation_find(connection, id)?
         .filter(|hold| in_scope(scope, &hold.account_id));
-    let Some(hold) = hold else {
+    let Some(mut hold) = hold else {
         return rejected(Rejection::NotFound(format!("reservation {id}")));
     };
+    if writer.shared {
+        writer.lock(connection, &hold.account_id)?;
+        hold = crate::read::reservation_find(connection, id)?.unwrap_or(hold);
+    }
     let mut book = book_load(connection, &hold.account_id)?;
     let before = outbox::statuses(&book);
     if !book.holds.iter().any(|h| h.id == hold.id) {
@@ -878,7 +1016,7 @@ fn reservation_settle(
 
 /// Applies due expiries of a bounded number of accounts and forgets old idempotency keys.
 fn sweep(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
@@ -890,7 +1028,7 @@ fn sweep(
          AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 256",
     ] {
         let mut statement = connection.prepare_cached(sql)?;
-        for account in statement.query_map([now.0], |row| row.get::<_, String>(0))? {
+        for account in statement.query_map([now.0], |row| row.get::<String>(0))? {
             let account = account?;
             if !accounts.contains(&account) {
                 accounts.push(account);
@@ -899,6 +1037,7 @@ fn sweep(
     }
     let (mut expired_holds, mut expired_credits) = (0, 0);
     for account_id in accounts {
+        writer.lock(connection, &account_id)?;
         let mut book = book_load(connection, &account_id)?;
         let before = outbox::statuses(&book);
         let mut effects = Effects::default();
@@ -925,7 +1064,7 @@ fn sweep(
 }
 
 fn email_taken(
-    connection: &Connection,
+    connection: &Conn<'_>,
     account_id: &str,
     email: &str,
     except: Option<&str>,
@@ -940,7 +1079,7 @@ fn email_taken(
 }
 
 fn member_create(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     account_id: &str,
     email: &str,
@@ -948,7 +1087,7 @@ fn member_create(
     role: credits_core::access::Role,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    if account_find(connection, account_id)?.is_none() {
+    if writer.account(connection, account_id)?.is_none() {
         return rejected(Rejection::NotFound(format!("account {account_id}")));
     }
     if email_taken(connection, account_id, email, None)? {
@@ -968,7 +1107,8 @@ fn member_create(
 }
 
 fn member_update(
-    connection: &Connection,
+    connection: &Conn<'_>,
+    writer: &mut Writer,
     id: &str,
     patch: &MemberPatch,
     scope: &AccountScope,
@@ -979,6 +1119,10 @@ fn member_update(
     let Some(mut member) = member else {
         return rejected(Rejection::NotFound(format!("member {id}")));
     };
+    if writer.shared {
+        writer.lock(connection, &member.account_id)?;
+        member = crate::read::member_find(connection, id)?.unwrap_or(member);
+    }
     if let Some(email) = &patch.email {
         if email_taken(connection, &member.account_id, email, Some(id))? {
             return rejected(Rejection::Validation(format!("a member with email {email} exists")));
@@ -997,7 +1141,7 @@ fn member_update(
 }
 
 fn api_key_create(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewApiKey,
     now: Timestamp,
@@ -1067,13 +1211,13 @@ fn api_key_create(
 /// A new budget counts what was already spent in its scope during the current period: usage,
 /// and credits still held.
 fn budget_create(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewBudget,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
     use credits_core::budget::{period_bounds, BudgetScope};
-    if account_find(connection, &new.account_id)?.is_none() {
+    if writer.account(connection, &new.account_id)?.is_none() {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     }
     let (column, value) = match &new.scope {
@@ -1091,13 +1235,13 @@ fn budget_create(
     let (period_start, _) = period_bounds(new.period, now);
     let used: i64 = connection
         .prepare_cached(&format!(
-            "SELECT coalesce(sum(credits), 0) FROM usage WHERE account_id = ?1 \
+            "SELECT CAST(coalesce(sum(credits), 0) AS BIGINT) FROM usage WHERE account_id = ?1 \
              AND created_at >= ?2 AND {column} = ?3"
         ))?
         .query_row(params![new.account_id, period_start.0, value], |row| row.get(0))?;
     let held: i64 = connection
         .prepare_cached(&format!(
-            "SELECT coalesce(sum(credits), 0) FROM reservations WHERE account_id = ?1 \
+            "SELECT CAST(coalesce(sum(credits), 0) AS BIGINT) FROM reservations WHERE account_id = ?1 \
              AND status = 'held' AND expires_at > ?4 AND created_at >= ?2 AND {column} = ?3"
         ))?
         .query_row(params![new.account_id, period_start.0, value, now.0], |row| row.get(0))?;
@@ -1121,14 +1265,14 @@ fn budget_create(
     Ok(Outcome::Budget(budget))
 }
 
-fn endpoints_load(connection: &Connection) -> Result<Vec<WebhookEndpoint>, StoreError> {
+fn endpoints_load(connection: &Conn<'_>) -> Result<Vec<WebhookEndpoint>, StoreError> {
     let sql = format!(
         "SELECT {} FROM webhook_endpoints WHERE deleted_at IS NULL",
         rows::ENDPOINT_COLUMNS
     );
-    let mut statement = connection.prepare(&sql)?;
+    let mut statement = connection.prepare_cached(&sql)?;
     let endpoints = statement
-        .query_map([], rows::endpoint_from_row)?
+        .query_map(params![], rows::endpoint_from_row)?
         .map(|row| row.map(|(_, endpoint)| endpoint))
         .collect::<Result<_, _>>()?;
     Ok(endpoints)
@@ -1138,7 +1282,7 @@ fn endpoints_load(connection: &Connection) -> Result<Vec<WebhookEndpoint>, Store
 /// with a retry left schedules the next attempt as a new pending row; `410 Gone` disables the
 /// endpoint.
 fn attempts_record(
-    connection: &Connection,
+    connection: &Conn<'_>,
     writer: &mut Writer,
     results: &[AttemptResult],
     now: Timestamp,

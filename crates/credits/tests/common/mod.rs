@@ -77,6 +77,57 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
     start(data_dir, &[]).await
 }
 
+/// The environment variable that selects PostgreSQL for the black-box suite: a URL of a database
+/// the tests may connect to (for example `postgres://postgres@127.0.0.1:5432/test`). Each test
+/// server gets its own database, created here and dropped with the server's data directory.
+pub const TEST_DATABASE_URL: &str = "CREDITS_TEST_DATABASE_URL";
+
+/// The `CREDITS_DATABASE_URL` for a server on `data_dir`: none on SQLite; on PostgreSQL, the
+/// database made for that directory (on its first start), so that a restart finds its data.
+pub fn database_url(data_dir: &Path) -> Option<String> {
+    let base = std::env::var(TEST_DATABASE_URL).ok().filter(|u| !u.is_empty())?;
+    let marker = data_dir.join("test-database");
+    let name = match std::fs::read_to_string(&marker) {
+        Ok(name) => name,
+        Err(_) => {
+            let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!("credits_test_{}_{nanos}_{n}", std::process::id());
+            let statement = format!("CREATE DATABASE {name}");
+            admin_sql(&base, &statement);
+            std::fs::write(&marker, &name).unwrap();
+            name
+        }
+    };
+    let mut url = url::Url::parse(&base).expect("CREDITS_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// Drops the database made for `data_dir`, if any.
+pub fn database_drop(data_dir: &Path) {
+    let Ok(base) = std::env::var(TEST_DATABASE_URL) else { return };
+    if let Ok(name) = std::fs::read_to_string(data_dir.join("test-database")) {
+        admin_sql(&base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+/// Runs one statement on the test database server, from a thread of its own (the synchronous
+/// client cannot run inside the tests' async runtime).
+fn admin_sql(base: &str, statement: &str) {
+    let (base, statement) = (base.to_string(), statement.to_string());
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&base, postgres::NoTls)
+            .expect("CREDITS_TEST_DATABASE_URL accepts connections");
+        client.batch_execute(&statement).expect("the test database statement runs");
+    })
+    .join()
+    .unwrap();
+}
+
 async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
     command
@@ -88,6 +139,9 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .envs(env.iter().copied());
+    if let Some(url) = database_url(data_dir) {
+        command.env("CREDITS_DATABASE_URL", url);
+    }
     if std::env::var_os("TEST_LOG").is_none() {
         command.env("CREDITS_LOG", "warn");
     }
@@ -128,6 +182,7 @@ impl Drop for TestApp {
             let _ = child.wait();
         }
         if self.owns_dir {
+            database_drop(&self.data_dir);
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }

@@ -46,6 +46,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiErr
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    // Text is stored as text: a NUL character (`\u0000`, JSON's only way to send one) is refused
+    // rather than truncated or stored differently by the two backends.
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Err(ApiError::validation("strings must not hold NUL characters (\\u0000)"));
+    }
     let request = parse_value(&value)?;
     Ok(Parsed { value, request })
 }
@@ -98,6 +103,11 @@ pub fn idempotency_key(headers: &HeaderMap, required: bool) -> Result<Option<Str
     }
 }
 
+/// Whether a URI part holds a percent-encoded NUL.
+fn has_nul(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
 /// A path parameter, with a malformed one (say, not UTF-8) answered 400 problem+json.
 pub struct ApiPath<T>(pub T);
 
@@ -105,6 +115,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiPath<T>, ApiError> {
+        // No id holds a NUL character (PostgreSQL cannot even store one): nothing is there.
+        if has_nul(parts.uri.path()) {
+            return Err(ApiError::not_found("no such resource"));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| ApiPath(value))
@@ -119,6 +133,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiQuery<T>, ApiError> {
+        if parts.uri.query().is_some_and(has_nul) {
+            return Err(ApiError::bad_request("the query string holds a NUL character"));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))

@@ -80,7 +80,19 @@ pub enum Database {
 #[derive(Clone)]
 enum Readers {
     Sqlite(r2d2::Pool<SqliteConnectionManager>),
-    Pg(r2d2::Pool<pg::Manager>),
+    Pg(Arc<PgReaders>),
+}
+
+/// The PostgreSQL read pool. Each connection runs a small runtime of its own, which must not be
+/// dropped on an async thread: the last handle drops the pool on a plain thread.
+struct PgReaders(Option<r2d2::Pool<pg::Manager>>);
+
+impl Drop for PgReaders {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
 }
 
 /// A handle to the store; cheap to clone.
@@ -113,6 +125,18 @@ impl Store {
 
     /// Connects to PostgreSQL, runs migrations (one node at a time) and starts the writer.
     pub fn open_postgres(url: &str, render: Render) -> Result<(Store, WriterHandle), StoreError> {
+        // The synchronous client runs its own small runtime; it must not start inside the
+        // caller's async one.
+        let url = url.to_string();
+        std::thread::spawn(move || Store::open_postgres_blocking(&url, render))
+            .join()
+            .map_err(|_| StoreError::Unavailable("opening PostgreSQL panicked".into()))?
+    }
+
+    fn open_postgres_blocking(
+        url: &str,
+        render: Render,
+    ) -> Result<(Store, WriterHandle), StoreError> {
         let config = pg::config(url)?;
         let mut connection = pg::connect(&config)?;
         schema::migrate_pg(&mut connection.client)?;
@@ -125,7 +149,7 @@ impl Store {
             config: Box::new(config),
             connection: Some(Box::new(connection)),
         };
-        Store::start(backend, Readers::Pg(readers), render)
+        Store::start(backend, Readers::Pg(Arc::new(PgReaders(Some(readers)))), render)
     }
 
     fn start(
@@ -185,7 +209,9 @@ impl Store {
                 let connection = pool.get()?;
                 f(&Reader::new(&db::Conn::Sqlite(&connection)))
             }
-            Readers::Pg(pool) => {
+            Readers::Pg(readers) => {
+                let pool =
+                    readers.0.as_ref().ok_or_else(|| StoreError::Unavailable("closed".into()))?;
                 let mut connection = pool.get()?;
                 f(&Reader::new(&db::Conn::pg(&mut connection)))
             }

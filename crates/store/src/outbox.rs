@@ -161,7 +161,7 @@ pub(crate) fn expiring_soon(
     let sql = format!(
         "SELECT {} FROM credits c WHERE c.open = 1 AND c.expired = 0 AND c.voided = 0 \
          AND c.expiring_soon_sent = 0 AND c.expires_at IS NOT NULL AND c.expires_at > ?1 \
-         AND c.expires_at <= ?1 + 1000000 * 86400 * (SELECT a.expiring_soon_days FROM accounts a \
+         AND c.expires_at <= ?1 + 86400000000 * (SELECT a.expiring_soon_days FROM accounts a \
          WHERE a.id = c.account_id) LIMIT 256",
         rows::CREDIT_COLUMNS.replace("seq, ", "c.seq, ")
     );

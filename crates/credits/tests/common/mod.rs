@@ -107,6 +107,11 @@ pub fn database_url(data_dir: &Path) -> Option<String> {
     Some(url.to_string())
 }
 
+/// Whether this run of the suite is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(TEST_DATABASE_URL).is_ok_and(|u| !u.is_empty())
+}
+
 /// Drops the database made for `data_dir`, if any.
 pub fn database_drop(data_dir: &Path) {
     let Ok(base) = std::env::var(TEST_DATABASE_URL) else { return };

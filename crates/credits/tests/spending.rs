@@ -718,10 +718,11 @@ async fn expiry_is_exact_with_no_sweep() {
     assert_eq!(balance["reserved"], 0, "{balance}");
     let listed = app.get(&format!("/v2/credits?accountId={account}&status=expired")).await;
     assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(1), "{listed:?}");
-    let refused = app.use_credits(&account, "smartcheck", 5).await;
-    assert_problem(&refused, 402, "insufficient_credits");
     let expiry = ledger_all(&app, &format!("creditId={id}&type=expiry")).await;
     assert!(expiry.is_empty(), "no sweep ran, so no expiry entry yet: {expiry:?}");
+    // A write on the account applies the due expiry (as the sweep would) and sees it.
+    let refused = app.use_credits(&account, "smartcheck", 5).await;
+    assert_problem(&refused, 402, "insufficient_credits");
     let keeper = record(&app, &s(&keeper, "id")).await;
     assert_eq!(keeper["remaining"], 4, "{keeper}");
 }

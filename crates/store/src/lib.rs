@@ -9,6 +9,7 @@
 
 mod backup;
 mod db;
+mod hot;
 mod outbox;
 mod pg;
 mod read;

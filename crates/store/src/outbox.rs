@@ -69,7 +69,7 @@ pub(crate) fn statuses(book: &Book) -> Vec<(CreditStatus, bool)> {
 pub(crate) fn book_events(
     connection: &Conn<'_>,
     writer: &mut Writer,
-    account: Option<&Account>,
+    account: Option<&mut Account>,
     book: &Book,
     before: &[(CreditStatus, bool)],
     effects: &Effects,
@@ -104,15 +104,21 @@ pub(crate) fn book_events(
 pub(crate) fn balance_alerts(
     connection: &Conn<'_>,
     writer: &mut Writer,
-    account: Option<&Account>,
+    account: Option<&mut Account>,
     book: &Book,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let mut loaded;
     let account = match account {
-        Some(account) => Some(account.clone()),
-        None => crate::read::account_find(connection, &book.account_id)?,
+        Some(account) => account,
+        None => match crate::read::account_find(connection, &book.account_id)? {
+            Some(account) => {
+                loaded = account;
+                &mut loaded
+            }
+            None => return Ok(()),
+        },
     };
-    let Some(mut account) = account else { return Ok(()) };
     if account.low_balance_threshold.is_none() && account.auto_top_up.is_none() {
         return Ok(());
     }
@@ -147,7 +153,7 @@ pub(crate) fn balance_alerts(
         account.top_up_fired = short;
     }
     if changed {
-        rows::account_save(connection, &account)?;
+        rows::account_save(connection, account)?;
     }
     Ok(())
 }

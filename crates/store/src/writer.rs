@@ -10,8 +10,7 @@ use crate::db::{params, Conn, Optional, PgConn};
 use tokio::sync::mpsc;
 
 use credits_core::{
-    book::{HoldRequest, UsageCharge},
-    Book, CreditRecord, Effects, Rejection, Timestamp, COMMIT_BATCH_SIZE_MAX,
+    book::HoldRequest, Book, CreditRecord, Effects, Rejection, Timestamp, COMMIT_BATCH_SIZE_MAX,
     IDEMPOTENCY_TTL_SECONDS, SERVICE_ANY,
 };
 
@@ -57,10 +56,16 @@ pub(crate) struct Writer {
     shared: bool,
     /// The accounts this transaction has locked (PostgreSQL).
     locked: std::collections::HashSet<String>,
+    /// What the batch's usages changed, not written yet.
+    pub(crate) hot: crate::hot::Hot,
 }
 
 impl Writer {
-    fn service(&mut self, connection: &Conn<'_>, id: &str) -> Result<Option<Service>, StoreError> {
+    pub(crate) fn service(
+        &mut self,
+        connection: &Conn<'_>,
+        id: &str,
+    ) -> Result<Option<Service>, StoreError> {
         if let Some(service) = self.services.get(id) {
             return Ok(Some(service.clone()));
         }
@@ -90,7 +95,7 @@ impl Writer {
     }
 
     /// The account, locked (see [`Writer::lock`]).
-    fn account(
+    pub(crate) fn account(
         &mut self,
         connection: &Conn<'_>,
         account_id: &str,
@@ -145,6 +150,7 @@ pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, rende
         services: std::collections::HashMap::new(),
         shared,
         locked: std::collections::HashSet::new(),
+        hot: crate::hot::Hot::default(),
     };
     while let Some(first) = receiver.blocking_recv() {
         let mut count = first.requests.len();
@@ -247,6 +253,7 @@ fn batch_execute(
     jobs: &[Job],
 ) -> Result<BatchResults, StoreError> {
     writer.locked.clear();
+    writer.hot = crate::hot::Hot::default();
     if writer.shared {
         // Other nodes write too: what this writer holds may be stale.
         writer.services.clear();
@@ -270,8 +277,15 @@ fn batch_execute(
     for job in jobs {
         let mut job_results = Vec::with_capacity(job.requests.len());
         for request in &job.requests {
-            connection.batch("SAVEPOINT request")?;
             let now = writer.clock.now();
+            if let Command::RecordUsage(new) = &request.command {
+                // A failure here fails the batch: memory may be ahead of the database.
+                job_results
+                    .push(Ok(crate::hot::execute_usage(connection, writer, request, new, now)?));
+                continue;
+            }
+            crate::hot::flush(connection, writer, now)?;
+            connection.batch("SAVEPOINT request")?;
             match execute(connection, writer, request, now) {
                 Ok(executed) => {
                     connection.batch("RELEASE request")?;
@@ -288,6 +302,8 @@ fn batch_execute(
         }
         results.push(job_results);
     }
+    let now = writer.clock.now();
+    crate::hot::flush(connection, writer, now)?;
     connection.batch("COMMIT")?;
     Ok(results)
 }
@@ -298,9 +314,41 @@ fn execute(
     request: &WriteRequest,
     now: Timestamp,
 ) -> Result<Executed, StoreError> {
-    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     if let Some(idempotency) = &request.idempotency {
-        let stored = connection
+        if let Some(executed) = idempotency_lookup(connection, writer, request, idempotency, now)? {
+            return Ok(executed);
+        }
+    }
+    let outcome = apply(connection, writer, &request.command, now)?;
+    let rendered = writer.render.answer(&request.command, &outcome);
+    if let Some(idempotency) = &request.idempotency {
+        if rendered.status < 500 {
+            let answer = StoredAnswer::of(idempotency, &rendered, now);
+            idempotency_store(connection, std::slice::from_ref(&answer), now)?;
+        }
+    }
+    Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
+}
+
+/// The answer stored for a key still fresh: a replay when the request is the same, a conflict
+/// when it differs. Answers of this batch not yet written are looked at first.
+pub(crate) fn idempotency_lookup(
+    connection: &Conn<'_>,
+    writer: &mut Writer,
+    request: &WriteRequest,
+    idempotency: &Idempotency,
+    now: Timestamp,
+) -> Result<Option<Executed>, StoreError> {
+    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+    let pending = writer.hot.answer(&idempotency.scope, &idempotency.key);
+    let stored = match pending {
+        Some(answer) => Some((
+            answer.request_hash.to_vec(),
+            answer.rendered.status,
+            answer.rendered.body.clone(),
+            answer.created_at,
+        )),
+        None => connection
             .prepare_cached(
                 "SELECT request_hash, status, body, created_at FROM idempotency \
                  WHERE scope = ?1 AND key = ?2",
@@ -308,48 +356,74 @@ fn execute(
             .query_row(params![idempotency.scope, idempotency.key], |row| {
                 Ok((row.get::<Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get::<i64>(3)?))
             })
-            .optional()?;
-        if let Some((hash, status, body, created_at)) = stored {
-            if created_at > fresh_after {
-                if hash == idempotency.request_hash {
-                    let rendered = Rendered { status, body };
-                    return Ok(Executed { rendered, replayed: true, outcome: None });
-                }
-                let outcome = Outcome::IdempotencyConflict;
-                let rendered = writer.render.answer(&request.command, &outcome);
-                return Ok(Executed { rendered, replayed: false, outcome: Some(outcome) });
-            }
-        }
+            .optional()?,
+    };
+    let Some((hash, status, body, created_at)) = stored else { return Ok(None) };
+    if created_at <= fresh_after {
+        return Ok(None);
     }
-    let outcome = apply(connection, writer, &request.command, now)?;
+    if hash == idempotency.request_hash {
+        let rendered = Rendered { status, body };
+        return Ok(Some(Executed { rendered, replayed: true, outcome: None }));
+    }
+    let outcome = Outcome::IdempotencyConflict;
     let rendered = writer.render.answer(&request.command, &outcome);
-    if let Some(idempotency) = &request.idempotency {
-        if rendered.status < 500 {
-            // A key stored meanwhile by another node (PostgreSQL) is fresh: nothing is replaced,
-            // and the request runs again from its savepoint to replay that node's answer.
-            let stored = connection
-                .prepare_cached(
-                    "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
-                     request_hash = excluded.request_hash, status = excluded.status, \
-                     body = excluded.body, created_at = excluded.created_at \
-                     WHERE idempotency.created_at <= ?7",
-                )?
-                .execute(params![
-                    idempotency.scope,
-                    idempotency.key,
-                    idempotency.request_hash.as_slice(),
-                    rendered.status,
-                    rendered.body,
-                    now.0,
-                    fresh_after
-                ])?;
-            if stored == 0 {
-                return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
-            }
+    Ok(Some(Executed { rendered, replayed: false, outcome: Some(outcome) }))
+}
+
+/// An answer to store with its idempotency key.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredAnswer {
+    pub(crate) scope: String,
+    pub(crate) key: String,
+    pub(crate) request_hash: [u8; 32],
+    pub(crate) rendered: Rendered,
+    pub(crate) created_at: i64,
+}
+
+impl StoredAnswer {
+    pub(crate) fn of(idempotency: &Idempotency, rendered: &Rendered, now: Timestamp) -> Self {
+        StoredAnswer {
+            scope: idempotency.scope.clone(),
+            key: idempotency.key.clone(),
+            request_hash: idempotency.request_hash,
+            rendered: rendered.clone(),
+            created_at: now.0,
         }
     }
-    Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
+}
+
+/// Stores answers with their keys, replacing only keys no longer fresh. A key stored meanwhile
+/// by another node (PostgreSQL) is fresh: nothing is replaced, and the batch runs again, to
+/// replay that node's answer.
+pub(crate) fn idempotency_store(
+    connection: &Conn<'_>,
+    answers: &[StoredAnswer],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
+         request_hash = excluded.request_hash, status = excluded.status, \
+         body = excluded.body, created_at = excluded.created_at \
+         WHERE idempotency.created_at <= ?7",
+    )?;
+    for answer in answers {
+        let stored = statement.execute(params![
+            answer.scope,
+            answer.key,
+            answer.request_hash.as_slice(),
+            answer.rendered.status,
+            answer.rendered.body,
+            answer.created_at,
+            fresh_after
+        ])?;
+        if stored == 0 {
+            return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
+        }
+    }
+    Ok(())
 }
 
 fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
@@ -360,7 +434,7 @@ fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {
 fn persist(
     connection: &Conn<'_>,
     writer: &mut Writer,
-    account: Option<&Account>,
+    account: Option<&mut Account>,
     book: &Book,
     before: &[(credits_core::CreditStatus, bool)],
     effects: &Effects,
@@ -515,7 +589,11 @@ fn apply(
                 Err(rejection) => rejected(rejection),
             }
         }
-        Command::RecordUsage(new) => usage_record(connection, writer, new, now),
+        Command::RecordUsage(new) => {
+            let outcome = crate::hot::usage(connection, writer, new, now)?;
+            crate::hot::flush(connection, writer, now)?;
+            Ok(outcome)
+        }
         Command::CreateReservation(new) => reservation_create(connection, writer, new, now),
         Command::CaptureReservation { id, credits, scope, actor } => {
             reservation_settle(connection, writer, id, Some(*credits), scope, actor, now)
@@ -761,7 +839,7 @@ fn credit_create(
     new: &NewCredit,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(account) = writer.account(connection, &new.account_id)? else {
+    let Some(mut account) = writer.account(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
     if new.service != SERVICE_ANY && writer.service(connection, &new.service)?.is_none() {
@@ -805,7 +883,7 @@ fn credit_create(
                     entry.actor = new.actor.clone();
                 }
             }
-            persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
+            persist(connection, writer, Some(&mut account), &book, &before, &effects, now)?;
             let data = EventData::Credit(book.records[index].clone());
             outbox::emit(connection, writer, "credit.created", &new.account_id, || data, now)?;
             Ok(Outcome::Credit(book.records[index].clone()))
@@ -816,7 +894,7 @@ fn credit_create(
 
 /// The price of a usage: explicit, the operation's cost, or the service's unit cost, times the
 /// quantity. Overflow or more than 2^53 - 1 is a validation error.
-fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
+pub(crate) fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
     let cost = match &new.cost {
         Cost::Explicit(credits) => Some(*credits),
         Cost::Catalog { operation, quantity } => {
@@ -835,84 +913,13 @@ fn usage_cost(service: &Service, new: &NewUsage) -> Result<u64, Rejection> {
     }
 }
 
-fn usage_record(
-    connection: &Conn<'_>,
-    writer: &mut Writer,
-    new: &NewUsage,
-    now: Timestamp,
-) -> Result<Outcome, StoreError> {
-    let Some(account) = writer.account(connection, &new.account_id)? else {
-        return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
-    };
-    let Some(service) = writer.service(connection, &new.service)? else {
-        return rejected(Rejection::Validation(format!("unknown service {}", new.service)));
-    };
-    let credits = match usage_cost(&service, new) {
-        Ok(credits) => credits,
-        Err(rejection) => return rejected(rejection),
-    };
-    if let Some(rejection) = member_check(connection, &new.account_id, &new.actor)? {
-        return rejected(rejection);
-    }
-    let usage_id = writer.id("use");
-    let mut book = book_load(connection, &new.account_id)?;
-    let before = outbox::statuses(&book);
-    let mut effects = Effects::default();
-    book.settle(now, &mut effects);
-    let mut spending = Spending::load(connection, &new.account_id)?;
-    spending.holds_settled(&book, &effects.holds_changed, now);
-    if let Err(rejection) = spending.check(&new.actor, &new.service, credits, now) {
-        if let Rejection::BudgetExceeded { budget_id, .. } = &rejection {
-            spending.refused(budget_id, connection, writer, now)?;
-        }
-        return rejected(rejection);
-    }
-    let (allocations, balance_after) = if credits == 0 {
-        // A free operation: recorded for analytics, nothing to draw.
-        (Vec::new(), book.available(&new.service))
-    } else {
-        let charge = UsageCharge {
-            usage_id: usage_id.clone(),
-            service: new.service.clone(),
-            credits,
-            actor: new.actor.clone(),
-        };
-        match book.record_usage(&charge, now, &mut effects) {
-            Ok(result) => result,
-            Err(rejection) => return rejected(rejection),
-        }
-    };
-    spending.charge(&new.actor, &new.service, credits, now);
-    persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
-    spending.announce(connection, writer, now)?;
-    spending.save(connection)?;
-    let usage = UsageRecord {
-        id: usage_id,
-        account_id: new.account_id.clone(),
-        service: new.service.clone(),
-        operation: new.operation.clone(),
-        quantity: new.quantity,
-        credits,
-        allocations,
-        actor: new.actor.clone(),
-        metadata: new.metadata.clone(),
-        balance_after,
-        reservation_id: None,
-        created_at: now,
-    };
-    rows::usage_insert(connection, &usage)?;
-    let data = || EventData::Usage(usage.clone());
-    outbox::emit(connection, writer, "usage.recorded", &usage.account_id, data, now)?;
-    Ok(Outcome::Usage(usage))
-}
-
 fn reservation_create(
     connection: &Conn<'_>,
     writer: &mut Writer,
     new: &NewReservation,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(account) = writer.account(connection, &new.account_id)? else {
+    let Some(mut account) = writer.account(connection, &new.account_id)? else {
         return rejected(Rejection::NotFound(format!("account {}", new.account_id)));
     };
     if writer.service(connection, &new.service)?.is_none() {
@@ -943,7 +950,7 @@ fn reservation_create(
     match book.hold(&request, now, &mut effects) {
         Ok(index) => {
             spending.charge(&new.actor, &new.service, new.credits, now);
-            persist(connection, writer, Some(&account), &book, &before, &effects, now)?;
+            persist(connection, writer, Some(&mut account), &book, &before, &effects, now)?;
             spending.announce(connection, writer, now)?;
             spending.save(connection)?;
             Ok(Outcome::Reservation(book.holds[index].clone()))

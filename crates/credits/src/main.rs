@@ -161,6 +161,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let render_metrics = std::sync::Arc::new(move || prometheus.render());
     let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics)
         .with_rate_limit(args.rate_limit_per_second);
+    let epoch_watch = tokio::spawn(auth_epoch_watch(store.clone(), state.keys.clone()));
     let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
     let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -175,6 +176,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = sweeper.await;
     key_flusher.abort();
     let _ = key_flusher.await;
+    epoch_watch.abort();
+    let _ = epoch_watch.await;
     dispatcher.abort();
     let _ = dispatcher.await;
     tokio::task::spawn_blocking(move || writer.join()).await?;
@@ -239,6 +242,33 @@ async fn key_use_flush_forever(store: Store, keys: std::sync::Arc<credits_api::a
         let request = WriteRequest { idempotency: None, command: Command::TouchApiKeys { used } };
         if let Err(error) = store.write(request).await {
             tracing::warn!(%error, "could not record when keys were last used");
+        }
+    }
+}
+
+/// On PostgreSQL, other nodes may revoke keys or change members: every 100 ms, when the shared
+/// epoch moved, this node forgets the keys it has cached, so a revocation anywhere applies here
+/// within that time. (On SQLite this process makes every such change and forgets at once.)
+async fn auth_epoch_watch(store: Store, keys: std::sync::Arc<credits_api::auth::KeyCache>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    loop {
+        interval.tick().await;
+        match store.read(|reader| reader.auth_epoch()).await {
+            Ok(None) => return,
+            Ok(Some(epoch)) => {
+                if seen.is_some_and(|seen| seen != epoch) {
+                    keys.forget_all();
+                }
+                seen = Some(epoch);
+            }
+            Err(error) => {
+                // The database is away: forget, so that no revocation made meanwhile is missed.
+                tracing::warn!(%error, "cannot read the auth epoch");
+                keys.forget_all();
+                seen = None;
+            }
         }
     }
 }

@@ -390,6 +390,19 @@ impl<'c> Reader<'c> {
             .exists(params![])?)
     }
 
+    /// A number that changes whenever some node revokes a key or changes a member (PostgreSQL;
+    /// `None` on SQLite, where this process is the only writer and forgets keys itself).
+    pub fn auth_epoch(&self) -> Result<Option<i64>, StoreError> {
+        if !self.connection.is_pg() {
+            return Ok(None);
+        }
+        let epoch = self
+            .connection
+            .prepare_cached("SELECT n FROM auth_epoch WHERE id = 1")?
+            .query_row(params![], |row| row.get(0))?;
+        Ok(Some(epoch))
+    }
+
     /// Whether the database answers: for `/readyz`.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.connection.prepare_cached("SELECT 1")?.query_row(params![], |_| Ok(()))?;

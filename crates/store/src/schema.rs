@@ -529,6 +529,12 @@ INSERT INTO usage_hourly
     FROM usage GROUP BY 1, 2, 3, 4, 5, 6;
 CREATE INDEX usage_account_created ON usage(account_id, created_at);
 "#,
+    // Bumped whenever a key or member changes what it may do, so that every node drops its
+    // cache of authenticated keys (see `Reader::auth_epoch`).
+    r#"
+CREATE TABLE auth_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO auth_epoch (id, n) VALUES (1, 0);
+"#,
 ];
 
 /// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL

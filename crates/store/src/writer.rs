@@ -232,6 +232,17 @@ fn account_of(command: &Command) -> Option<&str> {
     }
 }
 
+/// Whether a command may take rights away from a key that another node has cached.
+fn changes_access(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::UpdateMember { .. }
+            | Command::DeleteMember { .. }
+            | Command::RevokeApiKey { .. }
+            | Command::SetAdminKey { .. }
+    )
+}
+
 fn commit_batch(
     connection: &Conn<'_>,
     writer: &mut Writer,
@@ -288,6 +299,11 @@ fn batch_execute(
             connection.batch("SAVEPOINT request")?;
             match execute(connection, writer, request, now) {
                 Ok(executed) => {
+                    if writer.shared && changes_access(&request.command) {
+                        connection
+                            .prepare_cached("UPDATE auth_epoch SET n = n + 1 WHERE id = 1")?
+                            .execute(params![])?;
+                    }
                     connection.batch("RELEASE request")?;
                     job_results.push(Ok(executed));
                 }

@@ -22,7 +22,7 @@ use crate::outbox;
 use crate::rows::{self, book_load};
 use crate::spending::Spending;
 use crate::types::*;
-use crate::writer::{idempotency_lookup, idempotency_store, usage_cost, StoredAnswer, Writer};
+use crate::writer::{idempotency_lookup, usage_cost, StoredAnswer, Writer};
 use crate::StoreError;
 
 /// An account as this batch has it.
@@ -250,12 +250,8 @@ pub(crate) fn flush(
         }
         account.spending.save(connection)?;
     }
-    for entry in &hot.entries {
-        rows::entry_insert(connection, entry)?;
-    }
-    for usage in &hot.usage {
-        rows::usage_insert(connection, usage)?;
-    }
-    idempotency_store(connection, &hot.answers, now)?;
+    crate::bulk::entries_insert(connection, &hot.entries)?;
+    crate::bulk::usage_insert(connection, &hot.usage)?;
+    crate::bulk::idempotency_store(connection, &hot.answers, now)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! commit). Reads use a pool of read-only connections and see only committed data.
 
 mod backup;
+mod bulk;
 mod db;
 mod hot;
 mod outbox;

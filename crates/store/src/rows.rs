@@ -251,6 +251,13 @@ pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
 }
 
 pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlResult<()> {
+    usage_row_insert(connection, usage)?;
+    // The hourly rollup that usage summaries read instead of raw usage.
+    hourly_add(connection, &HourlyKey::of(usage), usage.credits, 1)
+}
+
+/// The usage row alone (its hourly rollup is the caller's).
+pub(crate) fn usage_row_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlResult<()> {
     connection
         .prepare_cached(
             "INSERT INTO usage (id, account_id, service, operation, quantity, credits, \
@@ -272,22 +279,57 @@ pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlRes
             usage.reservation_id,
             usage.created_at.0,
         ])?;
-    // The hourly rollup that usage summaries read instead of raw usage.
+    Ok(())
+}
+
+/// The row of the hourly rollup a usage counts in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct HourlyKey {
+    pub(crate) account_id: String,
+    pub(crate) hour: i64,
+    pub(crate) service: String,
+    pub(crate) operation: String,
+    pub(crate) member_id: String,
+    pub(crate) api_key_id: String,
+}
+
+impl HourlyKey {
+    pub(crate) fn of(usage: &UsageRecord) -> HourlyKey {
+        HourlyKey {
+            account_id: usage.account_id.clone(),
+            hour: usage.created_at.0 - usage.created_at.0.rem_euclid(HOUR_MICROS),
+            service: usage.service.clone(),
+            operation: usage.operation.clone().unwrap_or_default(),
+            member_id: usage.actor.member_id.clone().unwrap_or_default(),
+            api_key_id: usage.actor.api_key_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+pub(crate) const HOURLY_UPSERT: &str = "ON CONFLICT (account_id, hour, service, operation, \
+    member_id, api_key_id) DO UPDATE SET credits = usage_hourly.credits + excluded.credits, \
+    count = usage_hourly.count + excluded.count";
+
+pub(crate) fn hourly_add(
+    connection: &Conn<'_>,
+    key: &HourlyKey,
+    credits: u64,
+    count: u64,
+) -> SqlResult<()> {
     connection
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO usage_hourly (account_id, hour, service, operation, member_id, \
-             api_key_id, credits, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
-             ON CONFLICT (account_id, hour, service, operation, member_id, api_key_id) DO UPDATE \
-             SET credits = usage_hourly.credits + excluded.credits, count = usage_hourly.count + 1",
-        )?
+             api_key_id, credits, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) {HOURLY_UPSERT}"
+        ))?
         .execute(params![
-            usage.account_id,
-            usage.created_at.0 - usage.created_at.0.rem_euclid(HOUR_MICROS),
-            usage.service,
-            usage.operation.as_deref().unwrap_or(""),
-            usage.actor.member_id.as_deref().unwrap_or(""),
-            usage.actor.api_key_id.as_deref().unwrap_or(""),
-            usage.credits,
+            key.account_id,
+            key.hour,
+            key.service,
+            key.operation,
+            key.member_id,
+            key.api_key_id,
+            credits,
+            count,
         ])?;
     Ok(())
 }

@@ -340,7 +340,7 @@ fn execute(
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
             let answer = StoredAnswer::of(idempotency, &rendered, now);
-            idempotency_store(connection, std::slice::from_ref(&answer), now)?;
+            crate::bulk::idempotency_store(connection, std::slice::from_ref(&answer), now)?;
         }
     }
     Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
@@ -407,39 +407,6 @@ impl StoredAnswer {
             created_at: now.0,
         }
     }
-}
-
-/// Stores answers with their keys, replacing only keys no longer fresh. A key stored meanwhile
-/// by another node (PostgreSQL) is fresh: nothing is replaced, and the batch runs again, to
-/// replay that node's answer.
-pub(crate) fn idempotency_store(
-    connection: &Conn<'_>,
-    answers: &[StoredAnswer],
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
-         request_hash = excluded.request_hash, status = excluded.status, \
-         body = excluded.body, created_at = excluded.created_at \
-         WHERE idempotency.created_at <= ?7",
-    )?;
-    for answer in answers {
-        let stored = statement.execute(params![
-            answer.scope,
-            answer.key,
-            answer.request_hash.as_slice(),
-            answer.rendered.status,
-            answer.rendered.body,
-            answer.created_at,
-            fresh_after
-        ])?;
-        if stored == 0 {
-            return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
-        }
-    }
-    Ok(())
 }
 
 fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {

@@ -1,0 +1,214 @@
+//! Writing many rows at once, for the end of a batch.
+//!
+//! On SQLite a statement is a function call: rows go one by one through cached statements. On
+//! PostgreSQL each statement is a network round trip, made while the batch holds its accounts'
+//! locks: all rows of a table go in one statement, as a JSON array that the server expands with
+//! `jsonb_to_recordset` (one prepared statement whatever the row count).
+
+use std::collections::HashMap;
+
+use credits_core::{LedgerEntry, Timestamp, IDEMPOTENCY_TTL_SECONDS};
+use serde_json::{json, Value};
+
+use crate::db::{params, Conn};
+use crate::rows::{self, encode_allocations, HourlyKey, HOURLY_UPSERT};
+use crate::types::UsageRecord;
+use crate::writer::StoredAnswer;
+use crate::StoreError;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `sql` with the rows as its one JSON parameter.
+fn pg_rows(connection: &Conn<'_>, sql: &str, rows: Vec<Value>) -> Result<usize, StoreError> {
+    let json = Value::Array(rows).to_string();
+    Ok(connection.prepare_cached(sql)?.execute(params![json])?)
+}
+
+pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &[UsageRecord]) -> Result<(), StoreError> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let mut hourly: HashMap<HourlyKey, (u64, u64)> = HashMap::new();
+    for usage in usage {
+        let sum = hourly.entry(HourlyKey::of(usage)).or_default();
+        sum.0 += usage.credits;
+        sum.1 += 1;
+    }
+    if !connection.is_pg() {
+        for usage in usage {
+            rows::usage_row_insert(connection, usage)?;
+        }
+        for (key, (credits, count)) in &hourly {
+            rows::hourly_add(connection, key, *credits, *count)?;
+        }
+        return Ok(());
+    }
+    let rows = usage
+        .iter()
+        .map(|u| {
+            json!([
+                u.id,
+                u.account_id,
+                u.service,
+                u.operation,
+                u.quantity,
+                u.credits,
+                encode_allocations(&u.allocations),
+                u.actor.member_id,
+                u.actor.api_key_id,
+                u.metadata,
+                u.balance_after,
+                u.reservation_id,
+                u.created_at.0
+            ])
+        })
+        .collect();
+    pg_rows(
+        connection,
+        "INSERT INTO usage (id, account_id, service, operation, quantity, credits, allocations, \
+         member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
+         SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint, r->>6, r->>7, \
+         r->>8, r->>9, (r->>10)::bigint, r->>11, (r->>12)::bigint \
+         FROM jsonb_array_elements(?1::text::jsonb) AS r",
+        rows,
+    )?;
+    let rows = hourly
+        .iter()
+        .map(|(k, (credits, count))| {
+            json!([
+                k.account_id,
+                k.hour,
+                k.service,
+                k.operation,
+                k.member_id,
+                k.api_key_id,
+                credits,
+                count
+            ])
+        })
+        .collect();
+    pg_rows(
+        connection,
+        &format!(
+            "INSERT INTO usage_hourly (account_id, hour, service, operation, member_id, \
+             api_key_id, credits, count) \
+             SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, (r->>6)::bigint, \
+             (r->>7)::bigint FROM jsonb_array_elements(?1::text::jsonb) AS r {HOURLY_UPSERT}"
+        ),
+        rows,
+    )?;
+    Ok(())
+}
+
+pub(crate) fn entries_insert(
+    connection: &Conn<'_>,
+    entries: &[LedgerEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !connection.is_pg() {
+        for entry in entries {
+            rows::entry_insert(connection, entry)?;
+        }
+        return Ok(());
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            assert!(e.credits > 0, "a ledger entry moves a positive amount: {e:?}");
+            json!([
+                e.account_id,
+                e.credit_id,
+                e.entry_type.as_str(),
+                e.credits,
+                e.remaining_after,
+                e.usage_id,
+                e.reservation_id,
+                e.actor.member_id,
+                e.actor.api_key_id,
+                e.created_at.0
+            ])
+        })
+        .collect();
+    // `WITH ORDINALITY` keeps the entries' order in their sequence numbers.
+    pg_rows(
+        connection,
+        "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, usage_id, \
+         reservation_id, member_id, api_key_id, created_at) \
+         SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, \
+         r->>8, (r->>9)::bigint FROM jsonb_array_elements(?1::text::jsonb) WITH ORDINALITY \
+         AS t(r, n) ORDER BY n",
+        rows,
+    )?;
+    Ok(())
+}
+
+/// Stores answers with their keys, replacing only keys no longer fresh. A key stored meanwhile
+/// by another node (PostgreSQL) is fresh: nothing is replaced, and the batch runs again, to
+/// replay that node's answer.
+pub(crate) fn idempotency_store(
+    connection: &Conn<'_>,
+    answers: &[StoredAnswer],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+    let conflict = || StoreError::Conflict("idempotency key stored concurrently".into());
+    if !connection.is_pg() {
+        let mut statement = connection.prepare_cached(
+            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
+             request_hash = excluded.request_hash, status = excluded.status, \
+             body = excluded.body, created_at = excluded.created_at \
+             WHERE idempotency.created_at <= ?7",
+        )?;
+        for answer in answers {
+            let stored = statement.execute(params![
+                answer.scope,
+                answer.key,
+                answer.request_hash.as_slice(),
+                answer.rendered.status,
+                answer.rendered.body,
+                answer.created_at,
+                fresh_after
+            ])?;
+            if stored == 0 {
+                return Err(conflict());
+            }
+        }
+        return Ok(());
+    }
+    let rows = answers
+        .iter()
+        .map(|a| {
+            json!([
+                a.scope,
+                a.key,
+                hex(&a.request_hash),
+                a.rendered.status,
+                hex(&a.rendered.body),
+                a.created_at
+            ])
+        })
+        .collect();
+    let json = Value::Array(rows).to_string();
+    let stored = connection
+        .prepare_cached(
+            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
+             SELECT r->>0, r->>1, decode(r->>2, 'hex'), (r->>3)::bigint, decode(r->>4, 'hex'), \
+             (r->>5)::bigint FROM jsonb_array_elements(?1::text::jsonb) AS r \
+             ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, \
+             status = excluded.status, body = excluded.body, created_at = excluded.created_at \
+             WHERE idempotency.created_at <= ?2",
+        )?
+        .execute(params![json, fresh_after])?;
+    if stored != answers.len() {
+        return Err(conflict());
+    }
+    Ok(())
+}

@@ -212,3 +212,36 @@ pub(crate) fn idempotency_store(
     }
     Ok(())
 }
+
+/// Reads the answers stored with the given keys in one statement: each key maps to its answer,
+/// or to `None` when none is stored.
+pub(crate) fn idempotency_prefetch<'k>(
+    connection: &Conn<'_>,
+    keys: impl Iterator<Item = &'k crate::types::Idempotency>,
+) -> Result<HashMap<(String, String), Option<StoredAnswer>>, StoreError> {
+    let mut known: HashMap<(String, String), Option<StoredAnswer>> =
+        keys.map(|k| ((k.scope.clone(), k.key.clone()), None)).collect();
+    if known.is_empty() {
+        return Ok(known);
+    }
+    let json = Value::Array(known.keys().map(|(scope, key)| json!([scope, key])).collect());
+    let mut statement = connection.prepare_cached(
+        "SELECT scope, key, request_hash, status, body, created_at FROM idempotency \
+         WHERE (scope, key) IN (SELECT r->>0, r->>1 FROM jsonb_array_elements(?1::text::jsonb) AS r)",
+    )?;
+    let rows = statement.query_map(params![json.to_string()], |row| {
+        let request_hash: Vec<u8> = row.get(2)?;
+        Ok(StoredAnswer {
+            scope: row.get(0)?,
+            key: row.get(1)?,
+            request_hash: request_hash.try_into().unwrap_or([0; 32]),
+            rendered: crate::types::Rendered { status: row.get(3)?, body: row.get(4)? },
+            created_at: row.get(5)?,
+        })
+    })?;
+    for row in rows {
+        let answer = row?;
+        known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
+    }
+    Ok(known)
+}

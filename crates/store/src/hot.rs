@@ -253,5 +253,10 @@ pub(crate) fn flush(
     crate::bulk::entries_insert(connection, &hot.entries)?;
     crate::bulk::usage_insert(connection, &hot.usage)?;
     crate::bulk::idempotency_store(connection, &hot.answers, now)?;
+    if !writer.known.is_empty() {
+        for answer in hot.answers {
+            writer.known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
+        }
+    }
     Ok(())
 }

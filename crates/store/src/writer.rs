@@ -58,6 +58,9 @@ pub(crate) struct Writer {
     locked: std::collections::HashSet<String>,
     /// What the batch's usages changed, not written yet.
     pub(crate) hot: crate::hot::Hot,
+    /// Idempotency keys of the batch's usages read at its start (PostgreSQL): `None` for a key
+    /// not stored. Keys absent from the map are read when needed.
+    pub(crate) known: std::collections::HashMap<(String, String), Option<StoredAnswer>>,
 }
 
 impl Writer {
@@ -151,6 +154,7 @@ pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, rende
         shared,
         locked: std::collections::HashSet::new(),
         hot: crate::hot::Hot::default(),
+        known: std::collections::HashMap::new(),
     };
     while let Some(first) = receiver.blocking_recv() {
         let mut count = first.requests.len();
@@ -265,7 +269,14 @@ fn batch_execute(
 ) -> Result<BatchResults, StoreError> {
     writer.locked.clear();
     writer.hot = crate::hot::Hot::default();
+    writer.known.clear();
     if writer.shared {
+        let keys = jobs
+            .iter()
+            .flat_map(|job| &job.requests)
+            .filter(|r| matches!(r.command, Command::RecordUsage(_)))
+            .filter_map(|r| r.idempotency.as_ref());
+        writer.known = crate::bulk::idempotency_prefetch(connection, keys)?;
         // Other nodes write too: what this writer holds may be stale.
         writer.services.clear();
         writer.endpoints_loaded = false;
@@ -341,6 +352,9 @@ fn execute(
         if rendered.status < 500 {
             let answer = StoredAnswer::of(idempotency, &rendered, now);
             crate::bulk::idempotency_store(connection, std::slice::from_ref(&answer), now)?;
+            if !writer.known.is_empty() {
+                writer.known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
+            }
         }
     }
     Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })
@@ -357,13 +371,20 @@ pub(crate) fn idempotency_lookup(
 ) -> Result<Option<Executed>, StoreError> {
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     let pending = writer.hot.answer(&idempotency.scope, &idempotency.key);
-    let stored = match pending {
+    let known = || {
+        if writer.known.is_empty() {
+            return None;
+        }
+        writer.known.get(&(idempotency.scope.clone(), idempotency.key.clone()))
+    };
+    let stored = match pending.or_else(|| known().and_then(Option::as_ref)) {
         Some(answer) => Some((
             answer.request_hash.to_vec(),
             answer.rendered.status,
             answer.rendered.body.clone(),
             answer.created_at,
         )),
+        None if known().is_some() => None,
         None => connection
             .prepare_cached(
                 "SELECT request_hash, status, body, created_at FROM idempotency \

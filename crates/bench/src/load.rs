@@ -7,7 +7,8 @@
 //! answer; only answers that arrive inside the measured window (after the warm-up, before the
 //! deadline) count for throughput and latency, as wrk does, but every answer of the scenario is
 //! classified and every charged event is counted per account (warm-up included) for the final
-//! balance check.
+//! balance check. With several nodes (processes sharing one database), connection `i` talks to
+//! node `i % N`; setup goes through node 0 and the balance check is spread over the nodes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -60,9 +61,17 @@ impl Kind {
 
 /// The service as the load sees it.
 pub struct Target {
-    pub base: String,
+    /// `http://ADDR` of each node.
+    pub bases: Vec<String>,
     pub authorization: String,
     pub accounts: Vec<String>,
+}
+
+impl Target {
+    /// The node that connection `index` talks to (round robin).
+    pub fn base(&self, index: usize) -> &str {
+        &self.bases[index % self.bases.len().max(1)]
+    }
 }
 
 /// An HTTP/1.1 client that holds one keep-alive connection to the loopback service.
@@ -227,6 +236,7 @@ pub async fn worker(
     let name = plan.kind.name();
     let mut sequence: u64 = 0;
     let mut picked: Vec<usize> = Vec::new();
+    let base = target.base(index);
     loop {
         let started = Instant::now();
         if started >= plan.end {
@@ -239,7 +249,7 @@ pub async fn worker(
                 let account = if plan.kind == Kind::Hot { 0 } else { rng.below(accounts) };
                 picked.push(account);
                 client
-                    .post(format!("{}/v2/usage", target.base))
+                    .post(format!("{base}/v2/usage"))
                     .header("authorization", &target.authorization)
                     .header("content-type", "application/json")
                     .header("idempotency-key", format!("{}-{name}-{index}-{sequence}", plan.tag))
@@ -262,20 +272,17 @@ pub async fn worker(
                 }
                 body.push_str("]}");
                 client
-                    .post(format!("{}/v2/usage/batch", target.base))
+                    .post(format!("{base}/v2/usage/batch"))
                     .header("authorization", &target.authorization)
                     .header("content-type", "application/json")
                     .body(body)
             }
-            Kind::Healthz => client.get(format!("{}/healthz", target.base)),
+            Kind::Healthz => client.get(format!("{base}/healthz")),
             Kind::Balance => {
                 let account = rng.below(accounts);
                 // Account ids are URL-safe (`acct_` + ULID).
                 client
-                    .get(format!(
-                        "{}/v2/balance?accountId={}",
-                        target.base, target.accounts[account]
-                    ))
+                    .get(format!("{base}/v2/balance?accountId={}", target.accounts[account]))
                     .header("authorization", &target.authorization)
             }
         };
@@ -374,7 +381,8 @@ fn classify(
     }
 }
 
-/// Sends `body` to `path` as the operator; any status but `expect` is an error naming it.
+/// Sends `body` to `path` of node 0 as the operator; any status but `expect` is an error naming
+/// it.
 async fn post_json(
     client: &reqwest::Client,
     target: &Target,
@@ -383,7 +391,7 @@ async fn post_json(
     expect: u16,
 ) -> anyhow::Result<Value> {
     let response = client
-        .post(format!("{}{path}", target.base))
+        .post(format!("{}{path}", target.base(0)))
         .header("authorization", &target.authorization)
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -398,13 +406,15 @@ async fn post_json(
     serde_json::from_str(&text).with_context(|| format!("POST {path} answered non-JSON: {text}"))
 }
 
+/// `GET path_and_query` of node `node % N` as the operator: the status and the JSON body.
 pub async fn get_json(
     client: &reqwest::Client,
     target: &Target,
+    node: usize,
     path_and_query: &str,
 ) -> anyhow::Result<(u16, Value)> {
     let response = client
-        .get(format!("{}{path_and_query}", target.base))
+        .get(format!("{}{path_and_query}", target.base(node)))
         .header("authorization", &target.authorization)
         .send()
         .await
@@ -415,7 +425,7 @@ pub async fn get_json(
 }
 
 /// Creates `count` accounts and funds each with one never-expiring `any` purchase of `fund`,
-/// `connections` at a time. Returns the account ids in order.
+/// `connections` at a time, through node 0. Returns the account ids in order.
 pub async fn setup_accounts(
     clients: &[reqwest::Client],
     target: &Target,
@@ -428,7 +438,7 @@ pub async fn setup_accounts(
         let client = client.clone();
         let next = Arc::clone(&next);
         let target = Target {
-            base: target.base.clone(),
+            bases: target.bases.clone(),
             authorization: target.authorization.clone(),
             accounts: Vec::new(),
         };
@@ -486,7 +496,7 @@ pub struct Check {
 
 /// For `sample` accounts (account 0, the hot one, always among them): available must equal
 /// `fund - cost * charged`, give or take the usages whose outcome is unknown, and nothing may
-/// stay reserved.
+/// stay reserved. Checker `i` reads through node `i % N`.
 pub async fn check_balances(
     clients: &[reqwest::Client],
     target: Arc<Target>,
@@ -510,7 +520,7 @@ pub async fn check_balances(
             .collect(),
     );
     let mut tasks = tokio::task::JoinSet::new();
-    for client in clients {
+    for (checker, client) in clients.iter().enumerate() {
         let client = client.clone();
         let (chosen, next, expected, target) =
             (Arc::clone(&chosen), Arc::clone(&next), Arc::clone(&expected), Arc::clone(&target));
@@ -523,7 +533,8 @@ pub async fn check_balances(
                 };
                 let id = &target.accounts[account];
                 let (status, balance) =
-                    get_json(&client, &target, &format!("/v2/balance?accountId={id}")).await?;
+                    get_json(&client, &target, checker, &format!("/v2/balance?accountId={id}"))
+                        .await?;
                 let (charged, unknown) = expected[account];
                 let high = fund.saturating_sub(cost * charged);
                 let low = high.saturating_sub(cost * unknown);

@@ -9,8 +9,14 @@
 //! `healthz`/`balance`) as C closed-loop keep-alive connections for a fixed time after a warm-up;
 //! then compare `GET /v2/balance` of a sample of accounts with what was acknowledged; print one
 //! Markdown report (also to `--out`).
+//!
+//! With `--database-url` the bench creates a fresh database on that PostgreSQL server, starts
+//! `--nodes` `credits serve` processes on it (the first alone until it listens, so that it runs
+//! the migrations; then the others), spreads the connections round robin over them, reports the
+//! CPU of every node and of PostgreSQL, and drops the database at the end.
 
 mod load;
+mod pg;
 mod server;
 
 use std::fmt::Write as _;
@@ -63,9 +69,18 @@ struct Args {
     /// Block device whose flushes are counted (/proc/diskstats name).
     #[arg(long, default_value = "vda")]
     disk: String,
-    /// Keep the service's data directory instead of deleting it.
+    /// Keep the service's data directory (and the PostgreSQL database) instead of deleting it.
     #[arg(long)]
     keep_data: bool,
+    /// A PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test: the bench creates a
+    /// fresh database there for the nodes (the URL's own database only serves to connect) and
+    /// drops it at the end. Without it, one node on SQLite.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// `credits serve` processes sharing the database (needs --database-url when above 1);
+    /// connection i talks to node i mod N.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -137,7 +152,8 @@ struct Shared<'a> {
     args: &'a Args,
     clients: &'a [reqwest::Client],
     target: Arc<Target>,
-    pid: u32,
+    pids: Vec<u32>,
+    postgres: bool,
     tag: &'a str,
     ticks: f64,
 }
@@ -162,9 +178,9 @@ async fn run_scenario(
         tasks.spawn(load::worker(index, client.clone(), Arc::clone(target), Arc::clone(&plan)));
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    let first = Snapshot::take(shared.pid, &args.disk);
+    let first = Snapshot::take(&shared.pids, &args.disk, shared.postgres);
     tokio::time::sleep_until(plan.end.into()).await;
-    let last = Snapshot::take(shared.pid, &args.disk);
+    let last = Snapshot::take(&shared.pids, &args.disk, shared.postgres);
     let mut tally = Tally::empty(target.accounts.len());
     while let Some(joined) = tasks.join_next().await {
         tally.merge(joined.context("a load task panicked")?);
@@ -210,44 +226,110 @@ fn directory_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The storage the nodes use, for the report.
+struct Backend {
+    /// `None`: SQLite in the node's data directory.
+    database: Option<pg::Database>,
+    nodes: usize,
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        if self.database.is_some() {
+            "postgresql"
+        } else {
+            "sqlite"
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let kinds = scenarios(&args)?;
-    if args.connections == 0 || args.accounts == 0 {
-        bail!("--connections and --accounts must be at least 1");
+    if args.connections == 0 || args.accounts == 0 || args.nodes == 0 {
+        bail!("--connections, --accounts and --nodes must be at least 1");
+    }
+    if args.nodes > 1 && args.database_url.is_none() {
+        bail!("--nodes above 1 needs --database-url (nodes share one PostgreSQL database)");
     }
     let binary = std::fs::canonicalize(&args.bin).with_context(|| {
         format!("no binary at {} (cargo build --release -p credits)", args.bin.display())
     })?;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let tag = format!("b{:x}", nanos % (1 << 48));
+    let database = match &args.database_url {
+        Some(url) => {
+            let database = pg::Database::create(url, &tag).await?;
+            eprintln!("credits-bench: created PostgreSQL database {}", database.name);
+            Some(database)
+        }
+        None => None,
+    };
+    let backend = Backend { database, nodes: args.nodes };
+    let outcome = run(&args, &kinds, &binary, &tag, nanos, &backend).await;
+    if let Some(database) = &backend.database {
+        if args.keep_data {
+            eprintln!("credits-bench: kept PostgreSQL database {}", database.name);
+        } else if let Err(error) = database.drop_database().await {
+            eprintln!("credits-bench: {error:#}");
+        }
+    }
+    outcome
+}
+
+/// Starts the node(s), sets up, measures, checks, stops, reports.
+async fn run(
+    args: &Args,
+    kinds: &[Kind],
+    binary: &std::path::Path,
+    tag: &str,
+    nanos: u128,
+    backend: &Backend,
+) -> anyhow::Result<()> {
     // 12 + 28 = 40 characters (the service wants at least 32).
     let admin_key = format!("bench_admin_{nanos:028x}");
     let data_dir = std::env::temp_dir().join(format!("credits-bench-{}-{tag}", std::process::id()));
     let ticks = server::clock_ticks_per_second();
     let load_at_start = load_average();
 
-    let mut server = Server::start(&binary, &data_dir, &admin_key).await?;
-    eprintln!(
-        "credits-bench: service pid {} at {}, data in {}",
-        server.pid,
-        server.address,
-        data_dir.display()
-    );
+    // SQLite: the data directory itself. PostgreSQL: one directory per node beside one webhook
+    // key file that every node shares (the first node creates it).
+    let webhook_key_file = data_dir.join("webhook-key");
+    let mut servers: Vec<Server> = Vec::new();
+    for node in 0..backend.nodes {
+        let (dir, postgres) = match &backend.database {
+            None => (data_dir.clone(), None),
+            Some(database) => (
+                data_dir.join(format!("node{node}")),
+                Some((database.url.as_str(), webhook_key_file.as_path())),
+            ),
+        };
+        let server = Server::start(binary, &dir, &admin_key, postgres)
+            .await
+            .with_context(|| format!("node {node} did not start"))?;
+        eprintln!(
+            "credits-bench: node {node}: service pid {} at {}, data in {}",
+            server.pid,
+            server.address,
+            dir.display()
+        );
+        servers.push(server);
+    }
     let batch_connections = args.batch_connections.unwrap_or(args.connections);
     let timeout = Duration::from_secs(120);
     let clients = (0..args.connections.max(batch_connections))
         .map(|_| load::client(timeout))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut target = Target {
-        base: server.base_url(),
+        bases: servers.iter().map(Server::base_url).collect(),
         authorization: format!("Bearer {admin_key}"),
         accounts: Vec::new(),
     };
 
     // The cost of one `smartcheck` usage of quantity 1, as the catalog says.
-    let (status, service) = load::get_json(&clients[0], &target, "/v2/services/smartcheck").await?;
+    let (status, service) =
+        load::get_json(&clients[0], &target, 0, "/v2/services/smartcheck").await?;
     let cost = match (status, service["unitCost"].as_u64()) {
         (200, Some(cost)) => cost,
         _ => bail!("GET /v2/services/smartcheck answered {status}: {service}"),
@@ -264,16 +346,17 @@ async fn main() -> anyhow::Result<()> {
     let setup_time = setup_started.elapsed();
     let target = Arc::new(target);
     let shared = Shared {
-        args: &args,
+        args,
         clients: &clients,
         target: Arc::clone(&target),
-        pid: server.pid,
-        tag: &tag,
+        pids: servers.iter().map(|server| server.pid).collect(),
+        postgres: backend.database.is_some(),
+        tag,
         ticks,
     };
 
     let mut results = Vec::new();
-    for &kind in &kinds {
+    for &kind in kinds {
         let connections =
             if matches!(kind, Kind::Batch(_)) { batch_connections } else { args.connections };
         eprintln!(
@@ -292,8 +375,10 @@ async fn main() -> anyhow::Result<()> {
             measured.tally.errors.values().sum::<u64>()
         );
         results.push(measured);
-        if let Some(status) = server.exited() {
-            bail!("the service exited during {}: {status}", kind.name());
+        for (node, server) in servers.iter_mut().enumerate() {
+            if let Some(status) = server.exited() {
+                bail!("node {node} exited during {}: {status}", kind.name());
+            }
         }
     }
 
@@ -314,23 +399,34 @@ async fn main() -> anyhow::Result<()> {
         args.check_sample,
     )
     .await?;
-    let data_bytes = directory_bytes(&data_dir);
-    let log = server.log();
-    let exit = server.stop().await?;
+    let data_bytes = directory_bytes(&data_dir)
+        + (0..backend.nodes)
+            .map(|node| directory_bytes(&data_dir.join(format!("node{node}"))))
+            .sum::<u64>();
+    let database_bytes = match &backend.database {
+        Some(database) => database.size().await,
+        None => None,
+    };
+    let mut nodes = Vec::new();
+    for server in servers {
+        let log = server.log();
+        let exit = server.stop().await?;
+        nodes.push((log, exit));
+    }
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     let report = render(
-        &args,
-        &kinds,
+        args,
+        backend,
+        kinds,
         &mut results,
         &check,
-        &log,
-        &exit,
+        &nodes,
         setup_time,
         cost,
-        data_bytes,
+        (data_bytes, database_bytes),
         &load_at_start,
     );
     println!("{report}");
@@ -347,27 +443,41 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn render(
     args: &Args,
+    backend: &Backend,
     kinds: &[Kind],
     results: &mut [Measured],
     check: &load::Check,
-    log: &server::LogTally,
-    exit: &str,
+    nodes: &[(server::LogTally, String)],
     setup_time: Duration,
     cost: u64,
-    data_bytes: u64,
+    (data_bytes, database_bytes): (u64, Option<u64>),
     load_at_start: &str,
 ) -> String {
     let mut out = String::new();
     let names: Vec<String> = kinds.iter().map(|k| k.name()).collect();
+    let postgres = backend.database.is_some();
     let _ = writeln!(out, "## credits-bench\n");
     let _ = writeln!(
         out,
-        "- binary `{}`, scenarios {}, {} s warm-up + {} s measured each, closed loop",
+        "- binary `{}`, backend {}, {} node{}, scenarios {}, {} s warm-up + {} s measured each, closed loop",
         args.bin.display(),
+        backend.name(),
+        backend.nodes,
+        if backend.nodes == 1 { "" } else { "s" },
         names.join(", "),
         args.warmup,
         args.duration
     );
+    if let Some(database) = &backend.database {
+        let _ = writeln!(
+            out,
+            "- PostgreSQL: fresh database `{}` ({} at the end), shared by {} `credits serve` process(es), each with its own data directory and port, the same admin key and the same webhook key file; connection i talks to node i mod {}; setup through node 0; the balance check reads through every node",
+            database.name,
+            if args.keep_data { "kept" } else { "dropped" },
+            backend.nodes,
+            backend.nodes
+        );
+    }
     let _ = writeln!(
         out,
         "- {} accounts funded with {} credits each; one usage = `smartcheck` x 1 = {cost} credit(s); load average at start {load_at_start}",
@@ -383,14 +493,25 @@ fn render(
         grouped(writes as f64 / setup_time.as_secs_f64().max(1e-9)),
         args.connections
     );
-    let _ = writeln!(
-        out,
-        "| scenario | conns | events/req | requests/s | events/s | p50 ms | p99 ms | max ms | errors | service CPU | writer thread | bench CPU | disk flushes/s | events/flush | service writes MB/s | KB written/event | load before |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
-    );
+    if postgres {
+        let _ = writeln!(
+            out,
+            "| scenario | conns | events/req | requests/s | events/s | p50 ms | p99 ms | max ms | errors | service CPU (all nodes) | writer threads | bench CPU | disk flushes/s | events/flush | nodes + PostgreSQL writes MB/s | KB written/event | load before | CPU per node | PostgreSQL CPU |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "| scenario | conns | events/req | requests/s | events/s | p50 ms | p99 ms | max ms | errors | service CPU | writer thread | bench CPU | disk flushes/s | events/flush | service writes MB/s | KB written/event | load before |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+    }
     for measured in results.iter_mut() {
         measured.tally.latencies_us.sort_unstable();
         let sorted = &measured.tally.latencies_us;
@@ -419,7 +540,7 @@ fn render(
             }
             _ => "-".into(),
         };
-        let _ = writeln!(
+        let _ = write!(
             out,
             "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             measured.kind.name(),
@@ -440,6 +561,17 @@ fn render(
             kb_per_event,
             measured.load_before,
         );
+        if postgres {
+            let per_node: Vec<String> =
+                measured.usage.node_cores.iter().map(|&cores| optional(cores, 2)).collect();
+            let _ = write!(
+                out,
+                " {} | {} |",
+                per_node.join(" + "),
+                optional(measured.usage.postgres_cores, 2)
+            );
+        }
+        let _ = writeln!(out);
     }
     let _ = writeln!(
         out,
@@ -447,6 +579,13 @@ fn render(
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.disk
     );
+    if postgres {
+        let _ = writeln!(
+            out,
+            "\nWith PostgreSQL, service CPU and writer threads are summed over the {} node processes (each node's share in `CPU per node`); `PostgreSQL CPU` and the PostgreSQL part of the writes count every process named `postgres` on the box (the whole cluster: any other client of it counts too), a process started inside the window from zero.",
+            backend.nodes
+        );
+    }
     for measured in results.iter() {
         for (kind, sample) in &measured.tally.error_samples {
             let _ = writeln!(
@@ -472,16 +611,40 @@ fn render(
     for mismatch in check.mismatches.iter().take(10) {
         let _ = writeln!(out, "- {mismatch}");
     }
-    let _ = writeln!(
-        out,
-        "\nService: {} stderr lines after start, {} ERROR, {} WARN; exit after SIGTERM: {exit}; data directory {:.1} MiB at the end.",
-        log.lines,
-        log.errors,
-        log.warnings,
-        data_bytes as f64 / (1024.0 * 1024.0)
-    );
-    for sample in &log.samples {
-        let _ = writeln!(out, "    {sample}");
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let storage = match (postgres, database_bytes) {
+        (false, _) => format!("data directory {:.1} MiB at the end", mib(data_bytes)),
+        (true, Some(bytes)) => format!(
+            "PostgreSQL database {:.1} MiB at the end (data directories {:.1} MiB)",
+            mib(bytes),
+            mib(data_bytes)
+        ),
+        (true, None) => format!(
+            "PostgreSQL database size unknown (data directories {:.1} MiB)",
+            mib(data_bytes)
+        ),
+    };
+    if let [(log, exit)] = nodes {
+        let _ = writeln!(
+            out,
+            "\nService: {} stderr lines after start, {} ERROR, {} WARN; exit after SIGTERM: {exit}; {storage}.",
+            log.lines, log.errors, log.warnings,
+        );
+        for sample in &log.samples {
+            let _ = writeln!(out, "    {sample}");
+        }
+    } else {
+        let _ = writeln!(out, "\nService: {storage}.");
+        for (node, (log, exit)) in nodes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "- node {node}: {} stderr lines after start, {} ERROR, {} WARN; exit after SIGTERM: {exit}",
+                log.lines, log.errors, log.warnings,
+            );
+            for sample in &log.samples {
+                let _ = writeln!(out, "    {sample}");
+            }
+        }
     }
     out
 }

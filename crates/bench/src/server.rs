@@ -2,12 +2,14 @@
 //!
 //! Goal: run the real release `credits` binary exactly as an operator would, and see what it
 //! costs. Method: spawn `credits serve` on `127.0.0.1:0` with a fresh data directory and a given
-//! admin key, learn the address from the `credits listening on http://ADDR` line on its stderr,
-//! keep draining stderr (counting `ERROR`/`WARN` lines, keeping the first few), and read CPU time
-//! (the process, its `credits-writer` thread, this bench), the bytes the service wrote to storage
-//! and block-device flushes from `/proc`, so that each measured window can say where the time
-//! went.
+//! admin key (and, for PostgreSQL, a database URL and a webhook key file shared by every node),
+//! learn the address from the `credits listening on http://ADDR` line on its stderr, keep
+//! draining stderr (counting `ERROR`/`WARN` lines, keeping the first few), and read CPU time
+//! (each node process, its `credits-writer` thread, this bench, and with PostgreSQL every
+//! `postgres` process), the bytes written to storage and block-device flushes from `/proc`, so
+//! that each measured window can say where the time went.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -57,16 +59,31 @@ fn strip_ansi(line: &str) -> String {
 }
 
 impl Server {
-    /// Starts `binary serve` on a free loopback port with `data_dir` and `admin_key`.
-    pub async fn start(binary: &Path, data_dir: &Path, admin_key: &str) -> anyhow::Result<Server> {
+    /// Starts `binary serve` on a free loopback port with `data_dir` and `admin_key`; with
+    /// `postgres` (database URL, webhook key file) on that database instead of SQLite.
+    pub async fn start(
+        binary: &Path,
+        data_dir: &Path,
+        admin_key: &str,
+        postgres: Option<(&str, &Path)>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .env("CREDITS_LISTEN", "127.0.0.1:0")
             .env("CREDITS_DATA_DIR", data_dir)
-            .env("CREDITS_ADMIN_KEY", admin_key)
-            .env_remove("CREDITS_DATABASE_URL")
+            .env("CREDITS_ADMIN_KEY", admin_key);
+        match postgres {
+            Some((url, webhook_key_file)) => command
+                .env("CREDITS_DATABASE_URL", url)
+                .env("CREDITS_WEBHOOK_KEY_FILE", webhook_key_file),
+            None => {
+                command.env_remove("CREDITS_DATABASE_URL").env_remove("CREDITS_WEBHOOK_KEY_FILE")
+            }
+        };
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -200,41 +217,80 @@ fn written_bytes(pid: u32) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// CPU ticks and written bytes of every process named `postgres` (the whole local cluster:
+/// postmaster, backends, WAL writer, checkpointer...), by pid.
+fn postgres_processes() -> BTreeMap<u32, (u64, Option<u64>)> {
+    let mut found = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "postgres" {
+            continue;
+        }
+        if let Some(ticks) = stat_ticks(&entry.path().join("stat")) {
+            found.insert(pid, (ticks, written_bytes(pid)));
+        }
+    }
+    found
+}
+
 /// Counters at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub at: Instant,
-    pub server_ticks: Option<u64>,
-    pub writer_ticks: Option<u64>,
+    /// Per node process.
+    pub server_ticks: Vec<Option<u64>>,
+    pub writer_ticks: Vec<Option<u64>>,
+    pub server_written: Vec<Option<u64>>,
     pub bench_ticks: Option<u64>,
     pub disk_flushes: Option<u64>,
-    pub server_written: Option<u64>,
+    /// Every `postgres` process, when the backend is PostgreSQL.
+    pub postgres: Option<BTreeMap<u32, (u64, Option<u64>)>>,
 }
 
 impl Snapshot {
-    pub fn take(pid: u32, disk: &str) -> Snapshot {
+    pub fn take(pids: &[u32], disk: &str, postgres: bool) -> Snapshot {
         Snapshot {
             at: Instant::now(),
-            server_ticks: stat_ticks(Path::new(&format!("/proc/{pid}/stat"))),
-            writer_ticks: thread_ticks(pid, "credits-writer"),
+            server_ticks: pids
+                .iter()
+                .map(|pid| stat_ticks(Path::new(&format!("/proc/{pid}/stat"))))
+                .collect(),
+            writer_ticks: pids.iter().map(|&pid| thread_ticks(pid, "credits-writer")).collect(),
+            server_written: pids.iter().map(|&pid| written_bytes(pid)).collect(),
             bench_ticks: stat_ticks(Path::new("/proc/self/stat")),
             disk_flushes: disk_flushes(disk),
-            server_written: written_bytes(pid),
+            postgres: postgres.then(postgres_processes),
         }
     }
 }
 
 /// What happened between two snapshots, per second of wall time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Usage {
-    /// CPU cores used (1.0 = one core busy all the time).
+    /// CPU cores used (1.0 = one core busy all the time), summed over the nodes.
     pub server_cores: Option<f64>,
+    /// CPU cores of each node process.
+    pub node_cores: Vec<Option<f64>>,
     pub writer_cores: Option<f64>,
     pub bench_cores: Option<f64>,
+    /// CPU cores of every `postgres` process (PostgreSQL backend only).
+    pub postgres_cores: Option<f64>,
     /// Device-wide flush requests per second (every process on the disk counts).
     pub flushes_per_second: Option<f64>,
-    /// Bytes per second the service wrote to storage (WAL, database, checkpoints).
+    /// Bytes per second the nodes wrote to storage (SQLite: WAL, database, checkpoints); with
+    /// PostgreSQL, plus what every `postgres` process wrote.
     pub written_per_second: Option<f64>,
+}
+
+/// The sum, when every term is known.
+fn sum(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    values.into_iter().try_fold(0.0, |total, value| Some(total + value?))
 }
 
 impl Usage {
@@ -246,12 +302,48 @@ impl Usage {
         let rate = |a: Option<u64>, b: Option<u64>| -> Option<f64> {
             Some(b?.saturating_sub(a?) as f64 / seconds)
         };
+        let pairs = |a: &[Option<u64>], b: &[Option<u64>]| -> Vec<(Option<u64>, Option<u64>)> {
+            a.iter().copied().zip(b.iter().copied()).collect()
+        };
+        let node_cores: Vec<Option<f64>> = pairs(&from.server_ticks, &to.server_ticks)
+            .into_iter()
+            .map(|(a, b)| cores(a, b))
+            .collect();
+        let writer_cores =
+            sum(pairs(&from.writer_ticks, &to.writer_ticks).into_iter().map(|(a, b)| cores(a, b)));
+        let mut written = sum(pairs(&from.server_written, &to.server_written)
+            .into_iter()
+            .map(|(a, b)| rate(a, b)));
+        // A postgres process that started inside the window counts from zero; one that ended
+        // inside it is lost (backends of the nodes' pools live as long as the nodes).
+        let postgres_cores = match (&from.postgres, &to.postgres) {
+            (Some(before), Some(after)) => {
+                let mut ticks = 0;
+                let mut bytes = Some(0);
+                for (pid, &(t, w)) in after {
+                    let (t0, w0) = before.get(pid).copied().unwrap_or((0, Some(0)));
+                    ticks += t.saturating_sub(t0);
+                    bytes = match (bytes, w, w0) {
+                        (Some(sum), Some(w), Some(w0)) => Some(sum + w.saturating_sub(w0)),
+                        _ => None,
+                    };
+                }
+                written = match (written, bytes) {
+                    (Some(nodes), Some(postgres)) => Some(nodes + postgres as f64 / seconds),
+                    _ => None,
+                };
+                Some(ticks as f64 / ticks_per_second / seconds)
+            }
+            _ => None,
+        };
         Usage {
-            server_cores: cores(from.server_ticks, to.server_ticks),
-            writer_cores: cores(from.writer_ticks, to.writer_ticks),
+            server_cores: sum(node_cores.iter().copied()),
+            node_cores,
+            writer_cores,
             bench_cores: cores(from.bench_ticks, to.bench_ticks),
+            postgres_cores,
             flushes_per_second: rate(from.disk_flushes, to.disk_flushes),
-            written_per_second: rate(from.server_written, to.server_written),
+            written_per_second: written,
         }
     }
 }

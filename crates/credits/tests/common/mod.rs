@@ -134,6 +134,72 @@ fn admin_sql(base: &str, statement: &str) {
 }
 
 async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
+    let database = database_url(data_dir);
+    launch(data_dir, env, database.as_deref()).listening()
+}
+
+/// Starts a node on a fresh data directory (which it owns) against the given PostgreSQL
+/// database, rather than on a database made for it: several nodes may share one database.
+pub async fn spawn_node(database_url: &str, env: &[(&str, &str)]) -> TestApp {
+    launch_node(database_url, env).listening()
+}
+
+/// Like [`spawn_node`], but returns as soon as the process is started: launch several, then
+/// wait for each with [`Launched::listening`], and they all start at once.
+pub fn launch_node(database_url: &str, env: &[(&str, &str)]) -> Launched {
+    let mut launched = launch(&fresh_dir(), env, Some(database_url));
+    launched.owns_dir = true;
+    launched
+}
+
+/// A server process started but maybe not listening yet.
+pub struct Launched {
+    data_dir: PathBuf,
+    child: Option<Child>,
+    address: std::sync::mpsc::Receiver<String>,
+    /// The server's log lines so far, shown when it fails to start.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    owns_dir: bool,
+}
+
+impl Launched {
+    /// Waits until the server prints its address (30 s at most); panics with its log if it
+    /// exits or does not.
+    pub fn listening(mut self) -> TestApp {
+        let address = match self.address.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address,
+            Err(error) => {
+                // Let the reader thread collect what the server wrote before it stopped.
+                std::thread::sleep(Duration::from_millis(200));
+                let log = self.log.lock().unwrap().join("\n");
+                panic!("the server prints its address within 30 s ({error}); its log:\n{log}")
+            }
+        };
+        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        TestApp {
+            address,
+            data_dir: std::mem::take(&mut self.data_dir),
+            client,
+            child: self.child.take(),
+            owns_dir: std::mem::replace(&mut self.owns_dir, false),
+        }
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Starts the binary on `data_dir`, on PostgreSQL when `database_url` is given.
+fn launch(data_dir: &Path, env: &[(&str, &str)], database_url: Option<&str>) -> Launched {
     let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
     command
         .arg("serve")
@@ -144,7 +210,7 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .envs(env.iter().copied());
-    if let Some(url) = database_url(data_dir) {
+    if let Some(url) = database_url {
         command.env("CREDITS_DATABASE_URL", url);
     }
     if std::env::var_os("TEST_LOG").is_none() {
@@ -153,6 +219,8 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
     let mut child = command.spawn().expect("the credits binary starts");
     let stderr = child.stderr.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -160,6 +228,7 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
                 eprintln!("[server] {line}");
             }
             if !sent {
+                kept.lock().unwrap().push(line.clone());
                 if let Some(address) = line.strip_prefix("credits listening on ") {
                     let _ = sender.send(address.to_string());
                     sent = true;
@@ -167,15 +236,11 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> TestApp {
             }
         }
     });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server prints its address within 30 s");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp {
-        address,
+    Launched {
         data_dir: data_dir.to_path_buf(),
-        client,
         child: Some(child),
+        address: receiver,
+        log,
         owns_dir: false,
     }
 }

@@ -1,0 +1,418 @@
+//! Goal: several `credits serve` nodes sharing one PostgreSQL database behave as one service:
+//! racing usages on different nodes never overspend, one idempotency key sent to two nodes at
+//! once charges once, a node killed with SIGKILL under load loses no acknowledged usage and
+//! charges nothing twice while the others keep serving, and nodes that start at the same instant
+//! on a fresh database migrate it safely.
+//!
+//! Method: black box over real HTTP against the real binary. Each test makes its own database
+//! (dropped at the end, also on panic) and starts three nodes on it, each with its own data dir
+//! and port, sharing the admin key and the webhook key file. Requests are spread over the nodes;
+//! the answers, the credit records, the ledger and the paged usage list are then compared.
+//!
+//! Needs PostgreSQL: `CREDITS_TEST_DATABASE_URL`, else the local server at
+//! `postgres://postgres@127.0.0.1:5432/test` if it accepts connections; else each test says
+//! "skipped: no PostgreSQL" and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+#[path = "common/race.rs"]
+mod race;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use cluster::Cluster;
+use common::Answer;
+use race::{assert_equation, key, list_all, num, Target};
+
+const NODES: usize = 3;
+const REPLAYED: &str = "idempotent-replayed";
+
+/// The PostgreSQL server to run on, or `None` after saying the test is skipped.
+fn postgres_or_skip() -> Option<String> {
+    let base = cluster::base_url();
+    if base.is_none() {
+        println!("skipped: no PostgreSQL");
+    }
+    base
+}
+
+fn usage(account: &str, quantity: u64) -> String {
+    json!({"accountId": account, "service": "smartcheck", "quantity": quantity}).to_string()
+}
+
+fn targets(cluster: &Cluster) -> Vec<Target> {
+    cluster.nodes.iter().map(Target::of).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundred_credits_there_are(
+) {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    let record = nodes[0].purchase(&account, 200, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+
+    // 600 one-credit usages, round-robin over the nodes, all released by one barrier.
+    let targets = targets(&cluster);
+    let barrier = Arc::new(Barrier::new(600));
+    let tasks = (0..600).map(|i| {
+        let target = targets[i % NODES].clone();
+        let barrier = barrier.clone();
+        let (k, body) = (key("race"), usage(&account, 1));
+        tokio::spawn(async move {
+            barrier.wait().await;
+            (i % NODES, target.post("/v2/usage", &body, Some(&k)).await)
+        })
+    });
+    let answers: Vec<(usize, Answer)> =
+        join_all(tasks).await.into_iter().map(|joined| joined.unwrap()).collect();
+
+    let others: Vec<&(usize, Answer)> =
+        answers.iter().filter(|(_, a)| a.status != 201 && a.status != 402).collect();
+    assert!(others.is_empty(), "only 201 or 402 expected (node, answer): {others:?}");
+    let successes: Vec<&Answer> =
+        answers.iter().map(|(_, a)| a).filter(|a| a.status == 201).collect();
+    let refusals: Vec<&Answer> =
+        answers.iter().map(|(_, a)| a).filter(|a| a.status == 402).collect();
+    assert_eq!(successes.len(), 200, "exactly 200 usages fit in 200 credits");
+    assert_eq!(refusals.len(), 400);
+    for refusal in &refusals {
+        assert_eq!(refusal.code(), "insufficient_credits", "{refusal:?}");
+    }
+    let mut ids = HashSet::new();
+    let mut balances_after = BTreeSet::new();
+    for success in &successes {
+        assert_eq!(success.json["credits"], 1, "{success:?}");
+        assert_eq!(
+            success.json["allocations"],
+            json!([{"creditId": record_id, "credits": 1}]),
+            "{success:?}"
+        );
+        assert!(ids.insert(success.json["id"].as_str().unwrap().to_string()), "{success:?}");
+        balances_after.insert(num(&success.json, "balanceAfter"));
+    }
+    // Charged one after the other, whichever node took them: 200 distinct balances, 199 to 0.
+    assert_eq!(balances_after, (0..200).collect::<BTreeSet<u64>>());
+
+    // Every node reads the same record: all spent, once.
+    for node in nodes {
+        let record = node.credit(&record_id).await;
+        assert_eq!(record["used"], 200, "{record}");
+        assert_eq!(record["remaining"], 0, "{record}");
+        assert_eq!(record["reserved"], 0, "{record}");
+        assert_eq!(record["status"], "depleted", "{record}");
+        assert_equation(&record);
+        assert_eq!(node.balance(&account).await["available"], 0);
+    }
+
+    let listed = list_all(&nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed.len(), 200, "one usage listed per success");
+    assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), 200);
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed_ids, ids, "the usage list is exactly what was acknowledged");
+
+    let ledger = list_all(&nodes[2], &format!("/v2/ledger?accountId={account}&type=usage")).await;
+    assert_eq!(ledger.len(), 200, "one usage ledger entry per success");
+    assert_eq!(ledger.iter().map(|e| num(e, "credits")).sum::<u64>(), 200);
+    let ledger_usages: HashSet<String> = ledger
+        .iter()
+        .map(|e| {
+            assert_eq!(e["creditId"], record_id.as_str(), "{e}");
+            e["usageId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ledger_usages, ids);
+    let remaining_after: BTreeSet<u64> = ledger.iter().map(|e| num(e, "remainingAfter")).collect();
+    assert_eq!(remaining_after, (0..200).collect::<BTreeSet<u64>>(), "the ledger counts down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_sent_to_two_nodes_at_once_charges_once() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    let record = nodes[0].purchase(&account, 1000, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let targets = targets(&cluster);
+
+    const ROUNDS: usize = 20;
+    let mut charged = HashSet::new();
+    for round in 0..ROUNDS {
+        // Each round a new key, sent with the same body to two different nodes at once.
+        let (k, body) = (key("twice"), usage(&account, 7));
+        let pair = [round % NODES, (round + 1) % NODES];
+        let barrier = Arc::new(Barrier::new(2));
+        let tasks = pair.map(|node| {
+            let target = targets[node].clone();
+            let barrier = barrier.clone();
+            let (k, body) = (k.clone(), body.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                target.post("/v2/usage", &body, Some(&k)).await
+            })
+        });
+        let answers: Vec<Answer> =
+            join_all(tasks).await.into_iter().map(|joined| joined.unwrap()).collect();
+        let context = format!("round {round}, key {k}, nodes {pair:?}: {answers:?}");
+        for answer in &answers {
+            assert_eq!(answer.status, 201, "{context}");
+        }
+        assert_eq!(answers[0].json["id"], answers[1].json["id"], "one usage: {context}");
+        let replays: Vec<Option<&str>> = answers.iter().map(|a| a.header(REPLAYED)).collect();
+        assert!(
+            replays == [None, Some("true")] || replays == [Some("true"), None],
+            "one first answer and one replay: {context}"
+        );
+        assert_eq!(answers[0].text, answers[1].text, "the replay is byte-identical: {context}");
+        assert_eq!(answers[0].json["credits"], 7, "{context}");
+        assert!(charged.insert(answers[0].json["id"].as_str().unwrap().to_string()), "{context}");
+
+        // The balance dropped by exactly one charge this round, on every node.
+        for node in nodes {
+            let used = node.credit(&record_id).await["used"].clone();
+            assert_eq!(used, 7 * (round as u64 + 1), "after {context}");
+        }
+    }
+
+    let record = nodes[2].credit(&record_id).await;
+    assert_eq!(record["used"], 7 * ROUNDS as u64, "charged once a round: {record}");
+    assert_eq!(record["remaining"], 1000 - 7 * ROUNDS as u64, "{record}");
+    assert_equation(&record);
+    let listed = list_all(&nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed.len(), ROUNDS, "one usage a round: {listed:?}");
+    assert_eq!(listed_ids, charged);
+    let ledger = list_all(&nodes[0], &format!("/v2/ledger?accountId={account}&type=usage")).await;
+    assert_eq!(ledger.len(), ROUNDS, "one usage ledger entry a round: {ledger:?}");
+}
+
+/// One usage sent by the load of the kill test, and what came of it.
+struct Sent {
+    node: usize,
+    key: String,
+    body: String,
+    /// Whether the request was sent after the killed node's process had exited.
+    after_kill: bool,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Answered(Answer),
+    /// No connection could be made (connection refused).
+    ConnectFailed,
+    /// A connection was made, or reused, and no answer came.
+    Unanswered(String),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_nothing_twice() {
+    let Some(base) = postgres_or_skip() else { return };
+    let mut cluster = Cluster::start(&base, NODES);
+    let account = cluster.nodes[0].create_account().await;
+    let record = cluster.nodes[0].purchase(&account, 1_000_000, json!({"service": "any"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let targets = targets(&cluster);
+    const KILLED: usize = 2;
+
+    // 12 clients loop for 3 s, each request to the next node in turn, each with its own key.
+    let killed = Arc::new(AtomicBool::new(false));
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients = (0..12).map(|_| {
+        let (targets, killed, next, account) =
+            (targets.clone(), killed.clone(), next.clone(), account.clone());
+        tokio::spawn(async move {
+            let mut log = Vec::new();
+            while Instant::now() < stop_at {
+                let node = next.fetch_add(1, Ordering::SeqCst) % NODES;
+                let key = key("load");
+                let body = json!({"accountId": account, "service": "smartcheck", "quantity": 1,
+                                  "metadata": {"key": key, "node": node.to_string()}})
+                .to_string();
+                let after_kill = killed.load(Ordering::SeqCst);
+                let outcome = match targets[node].try_post("/v2/usage", &body, Some(&key)).await {
+                    Ok(answer) => Outcome::Answered(answer),
+                    Err(error) if error.is_connect() => Outcome::ConnectFailed,
+                    Err(error) => Outcome::Unanswered(format!("{error:?}")),
+                };
+                let failed = !matches!(outcome, Outcome::Answered(_));
+                log.push(Sent { node, key, body, after_kill, outcome });
+                if failed {
+                    // A dead node refuses at once: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            log
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.nodes[KILLED].kill();
+    killed.store(true, Ordering::SeqCst);
+    let log: Vec<Sent> = join_all(clients).await.into_iter().flat_map(|j| j.unwrap()).collect();
+
+    // What each node answered, before and after the kill.
+    let mut acked: HashMap<String, &Sent> = HashMap::new(); // usage id -> request
+    let mut acked_after_kill = [0usize; NODES];
+    let mut acked_before_kill = [0usize; NODES];
+    let (mut refused, mut unanswered) = (0, Vec::new());
+    let mut maybe_committed: Vec<&Sent> = Vec::new();
+    for sent in &log {
+        match &sent.outcome {
+            Outcome::Answered(answer) => {
+                assert_eq!(answer.status, 201, "node {}: {answer:?}", sent.node);
+                assert_eq!(answer.json["credits"], 1, "{answer:?}");
+                assert!(
+                    !(sent.node == KILLED && sent.after_kill),
+                    "the killed node cannot answer after its process exited: {answer:?}"
+                );
+                let id = answer.json["id"].as_str().unwrap().to_string();
+                assert!(acked.insert(id, sent).is_none(), "one usage id per answer: {answer:?}");
+                if sent.after_kill {
+                    acked_after_kill[sent.node] += 1;
+                } else {
+                    acked_before_kill[sent.node] += 1;
+                }
+            }
+            failure => {
+                assert_eq!(sent.node, KILLED, "only the killed node fails to answer");
+                match failure {
+                    Outcome::ConnectFailed => refused += 1,
+                    Outcome::Unanswered(error) => unanswered.push(error.as_str()),
+                    Outcome::Answered(_) => unreachable!(),
+                }
+                if !sent.after_kill {
+                    // In flight when the node died: committed or not, no one knows yet.
+                    maybe_committed.push(sent);
+                }
+            }
+        }
+    }
+    println!(
+        "acknowledged before the kill {acked_before_kill:?}, after {acked_after_kill:?}; \
+         the killed node refused {refused} connections and left {} requests unanswered \
+         ({} sent before it died), for example {:?}",
+        unanswered.len(),
+        maybe_committed.len(),
+        unanswered.first()
+    );
+    assert!(acked_before_kill[KILLED] > 0, "the killed node served load before it died");
+    assert!(refused + unanswered.len() > 0, "requests reached the killed node after it died");
+    for node in (0..NODES).filter(|&n| n != KILLED) {
+        assert!(acked_after_kill[node] > 0, "node {node} kept answering after the kill");
+    }
+
+    // Every acknowledged usage is listed by a survivor; the only others are requests that were in
+    // flight on the killed node, each at most once; the credits listed are the credits used.
+    let survivor = &cluster.nodes[0];
+    let listed = list_all(survivor, &format!("/v2/usage?accountId={account}")).await;
+    let mut listed_by_key: HashMap<String, String> = HashMap::new(); // key -> usage id
+    for usage in &listed {
+        let key = usage["metadata"]["key"].as_str().expect("the usage keeps its metadata");
+        let id = usage["id"].as_str().unwrap();
+        assert!(
+            listed_by_key.insert(key.to_string(), id.to_string()).is_none(),
+            "one idempotency key charged twice: {usage}"
+        );
+    }
+    for (id, sent) in &acked {
+        assert_eq!(
+            listed_by_key.get(&sent.key),
+            Some(id),
+            "acknowledged usage {id} (node {}) is listed",
+            sent.node
+        );
+    }
+    let in_flight: HashSet<&str> = maybe_committed.iter().map(|s| s.key.as_str()).collect();
+    let unacknowledged: Vec<&String> = listed_by_key
+        .iter()
+        .filter(|(_, id)| !acked.contains_key(*id))
+        .map(|(key, _)| key)
+        .collect();
+    for key in &unacknowledged {
+        assert!(
+            in_flight.contains(key.as_str()),
+            "usage with key {key} was never acknowledged nor in flight on the killed node"
+        );
+    }
+    assert_eq!(listed.len(), acked.len() + unacknowledged.len());
+    let record = survivor.credit(&record_id).await;
+    assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), num(&record, "used"));
+    assert_equation(&record);
+    println!("{} in-flight requests were committed without an answer", unacknowledged.len());
+
+    // A client retries what the dead node left unanswered on a survivor: a committed one replays
+    // its usage, the others are charged now, and nothing is charged twice.
+    for sent in &maybe_committed {
+        let answer = targets[1].post("/v2/usage", &sent.body, Some(&sent.key)).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        match listed_by_key.get(&sent.key) {
+            Some(id) => {
+                assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
+                assert_eq!(answer.json["id"], id.as_str(), "{answer:?}");
+            }
+            None => assert_eq!(answer.header(REPLAYED), None, "{answer:?}"),
+        }
+    }
+    let listed = list_all(&cluster.nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed.len(), acked.len() + in_flight.len(), "every request charged once");
+    let keys: HashSet<&str> =
+        listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), listed.len(), "no idempotency key charged twice");
+    let record = cluster.nodes[1].credit(&record_id).await;
+    assert_eq!(num(&record, "used"), listed.len() as u64, "{record}");
+    assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), num(&record, "used"));
+    assert_equation(&record);
+    let ledger =
+        list_all(&cluster.nodes[0], &format!("/v2/ledger?accountId={account}&type=usage")).await;
+    assert_eq!(ledger.iter().map(|e| num(e, "credits")).sum::<u64>(), num(&record, "used"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_starting_at_once_on_a_fresh_database_migrate_it_once_and_all_serve() {
+    let Some(base) = postgres_or_skip() else { return };
+    // Ten rounds, each on a new database: a race between starting nodes shows only now and then.
+    for round in 0..10 {
+        // Three processes launched back to back on an empty database, then awaited.
+        let cluster = Cluster::start(&base, NODES);
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            let ready = node.get("/readyz").await;
+            assert_eq!(ready.status, 200, "round {round}, node {n}: {ready:?}");
+        }
+        let versions = cluster::query_texts(
+            &cluster.database.url,
+            "SELECT version FROM credits_schema ORDER BY version",
+        );
+        let expected: Vec<String> = (1..=versions.len()).map(|v| v.to_string()).collect();
+        assert!(!versions.is_empty(), "round {round}: the schema is migrated");
+        assert_eq!(versions, expected, "round {round}: each migration applied exactly once");
+
+        // And they share it: each node writes, and every node reads what they all wrote.
+        let account = cluster.nodes[round % NODES].create_account().await;
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            let read = node.get(&format!("/v2/accounts/{account}")).await;
+            assert_eq!(read.status, 200, "round {round}, node {n}: {read:?}");
+            node.purchase(&account, 5, json!({"service": "any"})).await;
+            let used = node.use_credits(&account, "smartcheck", 1).await;
+            assert_eq!(used.status, 201, "round {round}, node {n}: {used:?}");
+        }
+        for node in &cluster.nodes {
+            assert_eq!(node.balance(&account).await["available"], 3 * 4, "round {round}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Goal: a node whose PostgreSQL connection is lost answers fast and honestly, and heals by
+//! itself: while the database cannot be reached, writes and `/readyz` answer 503 problem+json
+//! `unavailable` within seconds (never hang); once it can be reached again, the same process
+//! serves writes and `/readyz` 200 within seconds; no usage acknowledged before is lost and none
+//! refused during the outage was charged.
+//!
+//! Method: black box over real HTTP against the real binary, whose `CREDITS_DATABASE_URL` points
+//! at a TCP proxy run by the test in front of PostgreSQL. Cutting the proxy closes every proxied
+//! connection and closes each new one at once, as a database that went away would; restoring it
+//! forwards connections again. The test's client gives up after 10 s, so a hang fails the test.
+//!
+//! Needs PostgreSQL: `CREDITS_TEST_DATABASE_URL`, else the local server at
+//! `postgres://postgres@127.0.0.1:5432/test` if it accepts connections; else the test says
+//! "skipped: no PostgreSQL" and passes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+#[path = "common/race.rs"]
+mod race;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use common::{Answer, ADMIN_KEY};
+use race::{assert_equation, key, list_all, num, Target};
+
+/// A TCP proxy to the database server with a switch: cut, it closes every connection it carries
+/// and every new one at once; restored, it forwards new connections again.
+struct Proxy {
+    port: u16,
+    cut: watch::Sender<bool>,
+    /// Connections being forwarded now.
+    active: Arc<AtomicUsize>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+/// Counts a forwarded connection while it lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Proxy {
+    async fn start(upstream: (String, u16)) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watching) = watch::channel(false);
+        let active = Arc::new(AtomicUsize::new(0));
+        let counted = active.clone();
+        let accepting = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if *watching.borrow() {
+                    drop(inbound); // cut: closed at once
+                    continue;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let active = Active(counted.clone());
+                let mut watching = watching.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let _active = active;
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                    // Both sockets close here.
+                });
+            }
+        });
+        Proxy { port, cut, active, accepting }
+    }
+
+    /// Closes every forwarded connection, and refuses new ones, until restored; returns once
+    /// no connection is forwarded any more.
+    async fn cut(&self) {
+        self.cut.send_replace(true);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.active.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "the proxy closes its connections");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut.send_replace(true);
+        self.accepting.abort();
+    }
+}
+
+fn usage(account: &str, key: &str) -> String {
+    json!({"accountId": account, "service": "smartcheck", "quantity": 1,
+           "metadata": {"key": key}})
+    .to_string()
+}
+
+/// Sends one usage with its own key; `Err` when no answer came within the client's 10 s.
+async fn post_usage(target: &Target, account: &str, key: &str) -> Result<Answer, String> {
+    target
+        .try_post("/v2/usage", &usage(account, key), Some(key))
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn readyz(target: &Target) -> Result<Answer, String> {
+    let response = target
+        .client
+        .get(format!("{}/readyz", target.address))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.map_err(|e| format!("{e:?}"))?;
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Answer { status, headers, text, json })
+}
+
+/// 503 problem+json with code `unavailable`.
+fn assert_unavailable(answer: &Result<Answer, String>, what: &str) {
+    let answer = answer.as_ref().unwrap_or_else(|e| panic!("{what}: no answer within 10 s: {e}"));
+    assert_eq!(answer.status, 503, "{what}: {answer:?}");
+    assert_eq!(answer.header("content-type"), Some("application/problem+json"), "{what}");
+    assert_eq!(answer.code(), "unavailable", "{what}: {answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_database_gives_fast_503s_and_the_node_heals_when_it_returns() {
+    let Some(base) = cluster::base_url() else {
+        println!("skipped: no PostgreSQL");
+        return;
+    };
+    // Declared first, dropped last: the database outlives the proxy and the node.
+    let database = cluster::TestDatabase::create(&base);
+    let proxy = Proxy::start(database.server()).await;
+    let app = common::spawn_node(&database.url_via("127.0.0.1", proxy.port), &[]).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let target = Target { client, address: app.address.clone() };
+
+    let account = app.create_account().await;
+    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let mut acknowledged = HashSet::new();
+    for _ in 0..20 {
+        let answer = post_usage(&target, &account, &key("before")).await.unwrap();
+        assert_eq!(answer.status, 201, "{answer:?}");
+        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
+    }
+
+    // The database goes away.
+    proxy.cut().await;
+    let cut_at = Instant::now();
+    let mut refused_keys = Vec::new();
+    for attempt in 0..3 {
+        let k = key("outage");
+        let sent = Instant::now();
+        let answer = post_usage(&target, &account, &k).await;
+        println!("usage {attempt} during the outage answered in {:?}", sent.elapsed());
+        assert_unavailable(&answer, &format!("usage {attempt} during the outage"));
+        refused_keys.push(k);
+    }
+    let sent = Instant::now();
+    let ready = readyz(&target).await;
+    println!("/readyz during the outage answered in {:?}", sent.elapsed());
+    assert_unavailable(&ready, "/readyz during the outage");
+    println!("outage checks took {:?}", cut_at.elapsed());
+
+    // The database returns: the same process heals within 15 s; a client retries one key.
+    proxy.restore();
+    let restored_at = Instant::now();
+    let deadline = restored_at + Duration::from_secs(15);
+    let retried = key("retried");
+    let healed = loop {
+        let answer = post_usage(&target, &account, &retried).await;
+        match &answer {
+            Ok(answer) if answer.status == 201 => break answer.json.clone(),
+            Ok(answer) if answer.status == 503 => {}
+            _ => panic!("a usage after the database returned: {answer:?}"),
+        }
+        assert!(Instant::now() < deadline, "usage answers 201 within 15 s of the return");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("usage answered 201 {:?} after the database returned", restored_at.elapsed());
+    acknowledged.insert(healed["id"].as_str().unwrap().to_string());
+    loop {
+        let ready = readyz(&target).await;
+        match &ready {
+            Ok(ready) if ready.status == 200 => break,
+            Ok(ready) if ready.status == 503 => {}
+            _ => panic!("/readyz after the database returned: {ready:?}"),
+        }
+        assert!(Instant::now() < deadline, "/readyz answers 200 within 15 s of the return");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("/readyz answered 200 {:?} after the database returned", restored_at.elapsed());
+    for _ in 0..5 {
+        let answer = post_usage(&target, &account, &key("after")).await.unwrap();
+        assert_eq!(answer.status, 201, "{answer:?}");
+        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
+    }
+
+    // Nothing acknowledged is lost; nothing refused with 503 was charged.
+    let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed_ids, acknowledged, "the usage list is exactly what was acknowledged");
+    let listed_keys: HashSet<&str> =
+        listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
+    for k in &refused_keys {
+        assert!(!listed_keys.contains(k.as_str()), "usage {k} answered 503 was not charged");
+    }
+    let record = app.credit(&record_id).await;
+    assert_eq!(num(&record, "used"), acknowledged.len() as u64, "{record}");
+    assert_equation(&record);
+}

@@ -795,8 +795,9 @@ async fn idempotent_creates_replay() {
 
 #[tokio::test]
 async fn acknowledged_writes_and_replays_survive_a_crash() {
-    let dir = common::fresh_dir();
-    let mut app = common::spawn_app_in(&dir).await;
+    // The first server owns the directory (and its database): it is dropped last, cleaning up.
+    let mut app = common::spawn_app().await;
+    let dir = app.data_dir.clone();
     let account = app.create_account().await;
     let record = app.purchase(&account, 100, json!({"service": "api"})).await;
     let k = key();

@@ -46,12 +46,16 @@ impl std::fmt::Display for DbError {
 }
 
 impl DbError {
-    /// A PostgreSQL deadlock or serialization failure: the transaction may simply be retried.
+    /// A race lost to another node on PostgreSQL: a deadlock, a serialization failure, or a
+    /// unique key another node inserted meanwhile (two nodes creating one service, or storing
+    /// the admin key at once). The batch runs again and then sees the other node's row, which
+    /// its checks turn into the proper answer (409, 422, or an update).
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             DbError::Pg(error) => error.code().is_some_and(|code| {
                 *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
                     || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == postgres::error::SqlState::UNIQUE_VIOLATION
             }),
             _ => false,
         }

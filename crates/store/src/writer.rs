@@ -277,9 +277,16 @@ fn batch_execute(
             .filter(|r| matches!(r.command, Command::RecordUsage(_)))
             .filter_map(|r| r.idempotency.as_ref());
         writer.known = crate::bulk::idempotency_prefetch(connection, keys)?;
-        // Other nodes write too: what this writer holds may be stale.
+        // Other nodes write too: what this writer holds may be stale. It is read again before
+        // any account is locked, so that the locks are held as briefly as can be.
+        writer.endpoints = endpoints_load(connection)?;
+        writer.endpoints_loaded = true;
         writer.services.clear();
-        writer.endpoints_loaded = false;
+        for request in jobs.iter().flat_map(|job| &job.requests) {
+            if let Command::RecordUsage(new) = &request.command {
+                writer.service(connection, &new.service)?;
+            }
+        }
         let mut accounts: Vec<&str> = jobs
             .iter()
             .flat_map(|job| &job.requests)

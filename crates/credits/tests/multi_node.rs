@@ -416,3 +416,51 @@ async fn three_nodes_starting_at_once_on_a_fresh_database_migrate_it_once_and_al
         }
     }
 }
+
+/// A key revoked on one node is refused by the others too, within the 100 ms their key caches
+/// poll the shared auth epoch (and at once on the node that revoked it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_one_node_is_refused_by_every_node() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    let body = json!({"accountId": account, "name": "integration"}).to_string();
+    let created = nodes[0].post_raw("/v2/api-keys", &body, None).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let (id, secret) = (
+        created.json["id"].as_str().unwrap().to_string(),
+        created.json["secret"].as_str().unwrap().to_string(),
+    );
+    let path = format!("/v2/balance?accountId={account}");
+    // Every node authenticates the key (and caches it).
+    for node in nodes {
+        let read = node.request(reqwest::Method::GET, &path, Some(&secret), &[], None).await;
+        assert_eq!(read.status, 200, "{read:?}");
+    }
+    let revoked = nodes[0]
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v2/api-keys/{id}"),
+            Some(common::ADMIN_KEY),
+            &[],
+            None,
+        )
+        .await;
+    assert!(revoked.status < 300, "{revoked:?}");
+    let at_once = nodes[0].request(reqwest::Method::GET, &path, Some(&secret), &[], None).await;
+    assert_eq!(at_once.status, 401, "the revoking node refuses at once: {at_once:?}");
+    // The others, within their polling interval (generous bound for a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for (n, node) in nodes.iter().enumerate().skip(1) {
+        loop {
+            let read = node.request(reqwest::Method::GET, &path, Some(&secret), &[], None).await;
+            if read.status == 401 {
+                break;
+            }
+            assert_eq!(read.status, 200, "node {n}: {read:?}");
+            assert!(Instant::now() < deadline, "node {n} still accepts the revoked key");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

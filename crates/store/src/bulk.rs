@@ -226,8 +226,11 @@ pub(crate) fn idempotency_prefetch<'k>(
     }
     let json = Value::Array(known.keys().map(|(scope, key)| json!([scope, key])).collect());
     let mut statement = connection.prepare_cached(
-        "SELECT scope, key, request_hash, status, body, created_at FROM idempotency \
-         WHERE (scope, key) IN (SELECT r->>0, r->>1 FROM jsonb_array_elements(?1::text::jsonb) AS r)",
+        // A lateral lookup per key, so that each is one probe of the primary key whatever the
+        // planner guesses of the table (an `IN` over the array chose a scan of all keys).
+        "SELECT i.scope, i.key, i.request_hash, i.status, i.body, i.created_at \
+         FROM jsonb_array_elements(?1::text::jsonb) AS r CROSS JOIN LATERAL \
+         (SELECT * FROM idempotency WHERE scope = r->>0 AND key = r->>1 LIMIT 1) AS i",
     )?;
     let rows = statement.query_map(params![json.to_string()], |row| {
         let request_hash: Vec<u8> = row.get(2)?;

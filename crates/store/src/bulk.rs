@@ -2,8 +2,9 @@
 //!
 //! On SQLite a statement is a function call: rows go one by one through cached statements. On
 //! PostgreSQL each statement is a network round trip, made while the batch holds its accounts'
-//! locks: all rows of a table go in one statement, as a JSON array that the server expands with
-//! `jsonb_to_recordset` (one prepared statement whatever the row count).
+//! locks: everything the batch's usages wrote goes in one statement, each table's rows as a JSON
+//! array that the server expands with `jsonb_array_elements` (one prepared statement whatever
+//! the row count).
 
 use std::collections::HashMap;
 
@@ -16,133 +17,109 @@ use crate::types::UsageRecord;
 use crate::writer::StoredAnswer;
 use crate::StoreError;
 
+// The PostgreSQL statements that expand a JSON array `r` of rows (each row an array).
+const USAGE_INSERT: &str = "INSERT INTO usage (id, account_id, service, operation, quantity, \
+    credits, allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
+    created_at) SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint, r->>6, \
+    r->>7, r->>8, r->>9, (r->>10)::bigint, r->>11, (r->>12)::bigint";
+const HOURLY_INSERT: &str = "INSERT INTO usage_hourly (account_id, hour, service, operation, \
+    member_id, api_key_id, credits, count) SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, \
+    r->>5, (r->>6)::bigint, (r->>7)::bigint";
+const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, credits, \
+    remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at) \
+    SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, \
+    (r->>9)::bigint";
+const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_hash, status, \
+    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'hex'), (r->>3)::bigint, \
+    decode(r->>4, 'hex'), (r->>5)::bigint";
+/// Replaces only a key no longer fresh: parameter `fresh_after` is the freshness bound.
+fn idempotency_upsert(fresh_after: usize) -> String {
+    format!(
+        "ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, \
+         status = excluded.status, body = excluded.body, created_at = excluded.created_at \
+         WHERE idempotency.created_at <= ?{fresh_after}"
+    )
+}
+
+fn usage_row(u: &UsageRecord) -> Value {
+    json!([
+        u.id,
+        u.account_id,
+        u.service,
+        u.operation,
+        u.quantity,
+        u.credits,
+        encode_allocations(&u.allocations),
+        u.actor.member_id,
+        u.actor.api_key_id,
+        u.metadata,
+        u.balance_after,
+        u.reservation_id,
+        u.created_at.0
+    ])
+}
+
+fn entry_row(e: &LedgerEntry) -> Value {
+    assert!(e.credits > 0, "a ledger entry moves a positive amount: {e:?}");
+    json!([
+        e.account_id,
+        e.credit_id,
+        e.entry_type.as_str(),
+        e.credits,
+        e.remaining_after,
+        e.usage_id,
+        e.reservation_id,
+        e.actor.member_id,
+        e.actor.api_key_id,
+        e.created_at.0
+    ])
+}
+
+fn answer_row(a: &StoredAnswer) -> Value {
+    json!([
+        a.scope,
+        a.key,
+        hex(&a.request_hash),
+        a.rendered.status,
+        hex(&a.rendered.body),
+        a.created_at
+    ])
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs `sql` with the rows as its one JSON parameter.
-fn pg_rows(connection: &Conn<'_>, sql: &str, rows: Vec<Value>) -> Result<usize, StoreError> {
-    let json = Value::Array(rows).to_string();
-    Ok(connection.prepare_cached(sql)?.execute(params![json])?)
+/// SQLite: the usage rows one by one, their hourly rollup summed per row of the rollup first.
+/// (PostgreSQL writes both inside [`hot_flush_pg`].)
+pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &[UsageRecord]) -> Result<(), StoreError> {
+    for usage in usage {
+        rows::usage_row_insert(connection, usage)?;
+    }
+    for (key, (credits, count)) in &hourly_sums(usage) {
+        rows::hourly_add(connection, key, *credits, *count)?;
+    }
+    Ok(())
 }
 
-pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &[UsageRecord]) -> Result<(), StoreError> {
-    if usage.is_empty() {
-        return Ok(());
-    }
+fn hourly_sums(usage: &[UsageRecord]) -> HashMap<HourlyKey, (u64, u64)> {
     let mut hourly: HashMap<HourlyKey, (u64, u64)> = HashMap::new();
     for usage in usage {
         let sum = hourly.entry(HourlyKey::of(usage)).or_default();
         sum.0 += usage.credits;
         sum.1 += 1;
     }
-    if !connection.is_pg() {
-        for usage in usage {
-            rows::usage_row_insert(connection, usage)?;
-        }
-        for (key, (credits, count)) in &hourly {
-            rows::hourly_add(connection, key, *credits, *count)?;
-        }
-        return Ok(());
-    }
-    let rows = usage
-        .iter()
-        .map(|u| {
-            json!([
-                u.id,
-                u.account_id,
-                u.service,
-                u.operation,
-                u.quantity,
-                u.credits,
-                encode_allocations(&u.allocations),
-                u.actor.member_id,
-                u.actor.api_key_id,
-                u.metadata,
-                u.balance_after,
-                u.reservation_id,
-                u.created_at.0
-            ])
-        })
-        .collect();
-    pg_rows(
-        connection,
-        "INSERT INTO usage (id, account_id, service, operation, quantity, credits, allocations, \
-         member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
-         SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint, r->>6, r->>7, \
-         r->>8, r->>9, (r->>10)::bigint, r->>11, (r->>12)::bigint \
-         FROM jsonb_array_elements(?1::text::jsonb) AS r",
-        rows,
-    )?;
-    let rows = hourly
-        .iter()
-        .map(|(k, (credits, count))| {
-            json!([
-                k.account_id,
-                k.hour,
-                k.service,
-                k.operation,
-                k.member_id,
-                k.api_key_id,
-                credits,
-                count
-            ])
-        })
-        .collect();
-    pg_rows(
-        connection,
-        &format!(
-            "INSERT INTO usage_hourly (account_id, hour, service, operation, member_id, \
-             api_key_id, credits, count) \
-             SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, r->>5, (r->>6)::bigint, \
-             (r->>7)::bigint FROM jsonb_array_elements(?1::text::jsonb) AS r {HOURLY_UPSERT}"
-        ),
-        rows,
-    )?;
-    Ok(())
+    hourly
 }
 
+/// SQLite: the ledger entries one by one. (PostgreSQL writes them inside [`hot_flush_pg`].)
 pub(crate) fn entries_insert(
     connection: &Conn<'_>,
     entries: &[LedgerEntry],
 ) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
+    for entry in entries {
+        rows::entry_insert(connection, entry)?;
     }
-    if !connection.is_pg() {
-        for entry in entries {
-            rows::entry_insert(connection, entry)?;
-        }
-        return Ok(());
-    }
-    let rows = entries
-        .iter()
-        .map(|e| {
-            assert!(e.credits > 0, "a ledger entry moves a positive amount: {e:?}");
-            json!([
-                e.account_id,
-                e.credit_id,
-                e.entry_type.as_str(),
-                e.credits,
-                e.remaining_after,
-                e.usage_id,
-                e.reservation_id,
-                e.actor.member_id,
-                e.actor.api_key_id,
-                e.created_at.0
-            ])
-        })
-        .collect();
-    // `WITH ORDINALITY` keeps the entries' order in their sequence numbers.
-    pg_rows(
-        connection,
-        "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, usage_id, \
-         reservation_id, member_id, api_key_id, created_at) \
-         SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, \
-         r->>8, (r->>9)::bigint FROM jsonb_array_elements(?1::text::jsonb) WITH ORDINALITY \
-         AS t(r, n) ORDER BY n",
-        rows,
-    )?;
     Ok(())
 }
 
@@ -183,29 +160,13 @@ pub(crate) fn idempotency_store(
         }
         return Ok(());
     }
-    let rows = answers
-        .iter()
-        .map(|a| {
-            json!([
-                a.scope,
-                a.key,
-                hex(&a.request_hash),
-                a.rendered.status,
-                hex(&a.rendered.body),
-                a.created_at
-            ])
-        })
-        .collect();
+    let rows: Vec<Value> = answers.iter().map(answer_row).collect();
     let json = Value::Array(rows).to_string();
     let stored = connection
-        .prepare_cached(
-            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
-             SELECT r->>0, r->>1, decode(r->>2, 'hex'), (r->>3)::bigint, decode(r->>4, 'hex'), \
-             (r->>5)::bigint FROM jsonb_array_elements(?1::text::jsonb) AS r \
-             ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, \
-             status = excluded.status, body = excluded.body, created_at = excluded.created_at \
-             WHERE idempotency.created_at <= ?2",
-        )?
+        .prepare_cached(&format!(
+            "{IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?1::text::jsonb) AS r {}",
+            idempotency_upsert(2)
+        ))?
         .execute(params![json, fresh_after])?;
     if stored != answers.len() {
         return Err(conflict());
@@ -247,4 +208,85 @@ pub(crate) fn idempotency_prefetch<'k>(
         known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
     }
     Ok(known)
+}
+
+/// Everything a batch's usages wrote on PostgreSQL, in one statement (one round trip made while
+/// the batch holds its accounts' locks): the changed credit records, the usage rows and their
+/// hourly rollup, the ledger entries, and the answers stored with their keys. Each part is a
+/// data-modifying `WITH` clause; the statement's row count is that of the answers, checked as
+/// in [`idempotency_store`].
+pub(crate) fn hot_flush_pg(
+    connection: &Conn<'_>,
+    records: &[&credits_core::CreditRecord],
+    usage: &[UsageRecord],
+    entries: &[LedgerEntry],
+    answers: &[StoredAnswer],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            r.assert_equation();
+            json!([
+                r.id,
+                r.used,
+                r.reserved,
+                r.remaining,
+                r.expired_amount,
+                r.voided_amount,
+                r.expired,
+                r.voided,
+                r.status().as_str(),
+                r.open(),
+                r.updated_at.0
+            ])
+        })
+        .collect();
+    let hourly = hourly_sums(usage);
+    let usage_rows: Vec<Value> = usage.iter().map(usage_row).collect();
+    let hourly_rows: Vec<Value> = hourly
+        .iter()
+        .map(|(k, (credits, count))| {
+            json!([
+                k.account_id,
+                k.hour,
+                k.service,
+                k.operation,
+                k.member_id,
+                k.api_key_id,
+                credits,
+                count
+            ])
+        })
+        .collect();
+    let entry_rows: Vec<Value> = entries.iter().map(entry_row).collect();
+    let answer_rows: Vec<Value> = answers.iter().map(answer_row).collect();
+    let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
+    let stored = connection
+        .prepare_cached(&format!(
+            "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
+             remaining = (r->>3)::bigint, expired_amount = (r->>4)::bigint, \
+             voided_amount = (r->>5)::bigint, expired = (r->>6)::bool::int, \
+             voided = (r->>7)::bool::int, status = r->>8, open = (r->>9)::bool::int, \
+             updated_at = (r->>10)::bigint \
+             FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0), \
+             u AS ({USAGE_INSERT} FROM jsonb_array_elements(?2::text::jsonb) AS r), \
+             h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {HOURLY_UPSERT}), \
+             l AS ({LEDGER_INSERT} FROM jsonb_array_elements(?4::text::jsonb) WITH ORDINALITY \
+             AS t(r, n) ORDER BY n) \
+             {IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?5::text::jsonb) AS r {}",
+            idempotency_upsert(6)
+        ))?
+        .execute(params![
+            Value::Array(records).to_string(),
+            Value::Array(usage_rows).to_string(),
+            Value::Array(hourly_rows).to_string(),
+            Value::Array(entry_rows).to_string(),
+            Value::Array(answer_rows).to_string(),
+            fresh_after
+        ])?;
+    if stored != answers.len() {
+        return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
+    }
+    Ok(())
 }

@@ -241,18 +241,36 @@ pub(crate) fn flush(
         return Ok(());
     }
     let hot = std::mem::take(&mut writer.hot);
+    let pg = connection.is_pg();
+    let mut records = Vec::new();
     for account in hot.accounts.values() {
         for &index in &account.records_dirty {
-            rows::credit_save(connection, &account.book.records[index])?;
+            // The hot path only changes records that exist (a usage creates none).
+            if pg {
+                records.push(&account.book.records[index]);
+            } else {
+                rows::credit_save(connection, &account.book.records[index])?;
+            }
         }
         for &index in &account.holds_dirty {
             rows::reservation_save(connection, &account.book.holds[index])?;
         }
         account.spending.save(connection)?;
     }
-    crate::bulk::entries_insert(connection, &hot.entries)?;
-    crate::bulk::usage_insert(connection, &hot.usage)?;
-    crate::bulk::idempotency_store(connection, &hot.answers, now)?;
+    if pg {
+        crate::bulk::hot_flush_pg(
+            connection,
+            &records,
+            &hot.usage,
+            &hot.entries,
+            &hot.answers,
+            now,
+        )?;
+    } else {
+        crate::bulk::entries_insert(connection, &hot.entries)?;
+        crate::bulk::usage_insert(connection, &hot.usage)?;
+        crate::bulk::idempotency_store(connection, &hot.answers, now)?;
+    }
     if !writer.known.is_empty() {
         for answer in hot.answers {
             writer.known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));

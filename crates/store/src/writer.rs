@@ -56,6 +56,8 @@ pub(crate) struct Writer {
     shared: bool,
     /// The accounts this transaction has locked (PostgreSQL).
     locked: std::collections::HashSet<String>,
+    /// Rows of locked accounts as the lock read them, until a command of the batch reads one.
+    locked_rows: std::collections::HashMap<String, Account>,
     /// What the batch's usages changed, not written yet.
     pub(crate) hot: crate::hot::Hot,
     /// Idempotency keys of the batch's usages read at its start (PostgreSQL): `None` for a key
@@ -90,11 +92,31 @@ impl Writer {
         if !self.shared || self.locked.contains(account_id) {
             return Ok(());
         }
-        connection
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1 FOR UPDATE")?
-            .exists([account_id])?;
+        // The row comes with its lock: the account's first reader in the batch takes it.
+        let sql =
+            format!("SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE", rows::ACCOUNT_COLUMNS);
+        let account = crate::read::find_one(connection, &sql, account_id, rows::account_from_row)?;
         self.locked.insert(account_id.to_string());
+        if let Some(account) = account {
+            self.locked_rows.insert(account_id.to_string(), account);
+        }
         Ok(())
+    }
+
+    /// Locks the account unless another transaction holds it: whether it is now locked.
+    fn try_lock(&mut self, connection: &Conn<'_>, account_id: &str) -> Result<bool, StoreError> {
+        if !self.shared || self.locked.contains(account_id) {
+            return Ok(true);
+        }
+        let sql = format!(
+            "SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE SKIP LOCKED",
+            rows::ACCOUNT_COLUMNS
+        );
+        let account = crate::read::find_one(connection, &sql, account_id, rows::account_from_row)?;
+        let Some(account) = account else { return Ok(false) };
+        self.locked.insert(account_id.to_string());
+        self.locked_rows.insert(account_id.to_string(), account);
+        Ok(true)
     }
 
     /// The account, locked (see [`Writer::lock`]).
@@ -104,6 +126,10 @@ impl Writer {
         account_id: &str,
     ) -> Result<Option<Account>, StoreError> {
         self.lock(connection, account_id)?;
+        // Read at lock time and not changed since: this batch has not used it yet.
+        if let Some(account) = self.locked_rows.remove(account_id) {
+            return Ok(Some(account));
+        }
         account_find(connection, account_id)
     }
 
@@ -153,12 +179,21 @@ pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, rende
         services: std::collections::HashMap::new(),
         shared,
         locked: std::collections::HashSet::new(),
+        locked_rows: std::collections::HashMap::new(),
         hot: crate::hot::Hot::default(),
         known: std::collections::HashMap::new(),
     };
-    while let Some(first) = receiver.blocking_recv() {
-        let mut count = first.requests.len();
-        let mut jobs = vec![first];
+    // Jobs a batch could not take (their accounts were locked by another node): first in the next.
+    let mut deferred: Vec<Job> = Vec::new();
+    loop {
+        let mut jobs = std::mem::take(&mut deferred);
+        if jobs.is_empty() {
+            match receiver.blocking_recv() {
+                Some(first) => jobs.push(first),
+                None => break,
+            }
+        }
+        let mut count: usize = jobs.iter().map(|job| job.requests.len()).sum();
         while count < COMMIT_BATCH_SIZE_MAX {
             match receiver.try_recv() {
                 Ok(job) => {
@@ -173,7 +208,8 @@ pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, rende
             Ok(connection) => {
                 let mut tries = 1;
                 loop {
-                    match commit_batch(&connection, &mut writer, &jobs) {
+                    let mut late = Late { receiver: &mut receiver, deferred: &mut deferred };
+                    match commit_batch(&connection, &mut writer, &mut jobs, &mut late) {
                         Err(StoreError::Conflict(cause)) if tries < BATCH_TRIES => {
                             tracing::debug!(%cause, tries, "batch lost a race; running it again");
                             metrics::counter!("credits_writer_batch_retries").increment(1);
@@ -236,6 +272,49 @@ fn account_of(command: &Command) -> Option<&str> {
     }
 }
 
+/// While a batch waited for its accounts' locks (held by another node's batch), more requests
+/// arrived; those whose accounts it holds, or can lock without waiting, join it, so a hot
+/// account's lock serves every request waiting for it. Others wait for the next batch (locking
+/// them now could deadlock with the node holding them).
+fn join_late(
+    connection: &Conn<'_>,
+    writer: &mut Writer,
+    jobs: &mut Vec<Job>,
+    late: &mut Late<'_>,
+) -> Result<(), StoreError> {
+    let mut count: usize = jobs.iter().map(|job| job.requests.len()).sum();
+    let mut joined = Vec::new();
+    while count < COMMIT_BATCH_SIZE_MAX {
+        let Ok(job) = late.receiver.try_recv() else { break };
+        let mut accounts: Vec<&str> =
+            job.requests.iter().filter_map(|r| account_of(&r.command)).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let mut all = true;
+        for account in accounts {
+            if !writer.try_lock(connection, account)? {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            count += job.requests.len();
+            joined.push(job);
+        } else {
+            late.deferred.push(job);
+        }
+    }
+    let keys = joined
+        .iter()
+        .flat_map(|job| &job.requests)
+        .filter(|r| matches!(r.command, Command::RecordUsage(_)))
+        .filter_map(|r| r.idempotency.as_ref());
+    let known = crate::bulk::idempotency_prefetch(connection, keys)?;
+    writer.known.extend(known);
+    jobs.extend(joined);
+    Ok(())
+}
+
 /// Whether a command may take rights away from a key that another node has cached.
 fn changes_access(command: &Command) -> bool {
     matches!(
@@ -247,13 +326,20 @@ fn changes_access(command: &Command) -> bool {
     )
 }
 
+/// Where a batch on PostgreSQL finds the requests that arrived while it waited for its locks.
+struct Late<'r> {
+    receiver: &'r mut mpsc::Receiver<Job>,
+    deferred: &'r mut Vec<Job>,
+}
+
 fn commit_batch(
     connection: &Conn<'_>,
     writer: &mut Writer,
-    jobs: &[Job],
+    jobs: &mut Vec<Job>,
+    late: &mut Late<'_>,
 ) -> Result<BatchResults, StoreError> {
     connection.batch(if connection.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" })?;
-    let result = batch_execute(connection, writer, jobs);
+    let result = batch_execute(connection, writer, jobs, late);
     if result.is_err() {
         if let Err(error) = connection.batch("ROLLBACK") {
             tracing::warn!(%error, "rollback failed");
@@ -265,9 +351,11 @@ fn commit_batch(
 fn batch_execute(
     connection: &Conn<'_>,
     writer: &mut Writer,
-    jobs: &[Job],
+    jobs: &mut Vec<Job>,
+    late: &mut Late<'_>,
 ) -> Result<BatchResults, StoreError> {
     writer.locked.clear();
+    writer.locked_rows.clear();
     writer.hot = crate::hot::Hot::default();
     writer.known.clear();
     if writer.shared {
@@ -297,6 +385,7 @@ fn batch_execute(
         for account in accounts {
             writer.lock(connection, account)?;
         }
+        join_late(connection, writer, jobs, late)?;
     }
     if !writer.endpoints_loaded {
         writer.endpoints = endpoints_load(connection)?;
@@ -314,6 +403,8 @@ fn batch_execute(
                 continue;
             }
             crate::hot::flush(connection, writer, now)?;
+            // Other commands may change accounts: rows read at lock time are stale from here.
+            writer.locked_rows.clear();
             connection.batch("SAVEPOINT request")?;
             match execute(connection, writer, request, now) {
                 Ok(executed) => {

@@ -42,7 +42,6 @@ pub struct AppState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     pub store: Store,
     pub keys: Arc<KeyCache>,
-    pub sessions: Arc<session::SessionStore>,
     /// Per-key request rate limit; `None`: unlimited.
     pub rate_limit: Option<Arc<limit::RateLimit>>,
     pub docs: Arc<docs::Docs>,
@@ -59,7 +58,6 @@ impl AppState {
             metrics,
             store,
             keys: Arc::default(),
-            sessions: Arc::default(),
             rate_limit: None,
             docs: Arc::new(docs::Docs::build()),
             webhooks,

@@ -48,7 +48,9 @@ fn success_status(command: &Command) -> StatusCode {
         | Command::DeleteWebhookEndpoint { .. }
         | Command::RecordAttempts { .. }
         | Command::Sweep
-        | Command::SetAdminKey { .. } => StatusCode::OK,
+        | Command::SetAdminKey { .. }
+        | Command::CreateSession { .. }
+        | Command::DeleteSession { .. } => StatusCode::OK,
     }
 }
 
@@ -100,7 +102,9 @@ pub fn render(command: &Command, outcome: &Outcome) -> Rendered {
         Outcome::Swept { .. }
         | Outcome::AdminKeySet
         | Outcome::Touched
-        | Outcome::AttemptsRecorded => Rendered { status: 200, body: Vec::new() },
+        | Outcome::AttemptsRecorded
+        | Outcome::SessionCreated
+        | Outcome::SessionDeleted => Rendered { status: 200, body: Vec::new() },
         Outcome::Rejected(rejection) => error(&ApiError::from(rejection.clone())),
         Outcome::IdempotencyConflict => error(&ApiError::new(
             ErrorCode::IdempotencyConflict,

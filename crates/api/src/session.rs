@@ -1,11 +1,11 @@
 //! Dashboard sessions: `POST /session` trades an API key for an HttpOnly, SameSite=Strict cookie,
-//! so the key never reaches browser storage. The session keeps only the key's hash (the same
+//! so the key never reaches browser storage. The session, stored in the database by the hash of
+//! its id, keeps only the key's hash (the same
 //! lookup as a bearer key, so revocation and role changes apply at once) and a CSRF token that
 //! every unsafe request made with the cookie must echo in `X-CSRF-Token`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
@@ -17,57 +17,51 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::{principal_for_hash, secret_hash, Principal};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{parse_json, RawBody};
+use crate::extract::{now, parse_json, RawBody};
 use crate::AppState;
+use credits_core::Timestamp;
+use credits_store::{Command, WriteRequest};
 
 pub const COOKIE_NAME: &str = "credits_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
-const SESSIONS_MAX: usize = 100_000;
-
-struct Session {
-    key_hash: [u8; 32],
-    csrf_token: String,
-    expires: Instant,
-}
-
-#[derive(Default)]
-pub struct SessionStore {
-    sessions: Mutex<HashMap<String, Session>>,
-}
 
 fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-impl SessionStore {
-    fn create(&self, key_hash: [u8; 32]) -> (String, String) {
-        let id = random_token();
-        let csrf_token = random_token();
-        if let Ok(mut sessions) = self.sessions.lock() {
-            let now = Instant::now();
-            sessions.retain(|_, s| s.expires > now);
-            if sessions.len() >= SESSIONS_MAX {
-                sessions.clear();
-            }
-            let session =
-                Session { key_hash, csrf_token: csrf_token.clone(), expires: now + SESSION_TTL };
-            sessions.insert(id.clone(), session);
-        }
-        (id, csrf_token)
-    }
+/// Sessions live in the database (only the SHA-256 of their id), so that every node behind a
+/// load balancer, and a restarted one, knows them.
+async fn session_create(
+    state: &AppState,
+    key_hash: [u8; 32],
+) -> Result<(String, String), ApiError> {
+    let id = random_token();
+    let csrf_token = random_token();
+    let ttl = i64::try_from(SESSION_TTL.as_micros()).unwrap_or(i64::MAX);
+    let command = Command::CreateSession {
+        id_hash: secret_hash(&id),
+        key_hash,
+        csrf_token: csrf_token.clone(),
+        expires_at: Timestamp(now().0.saturating_add(ttl)),
+    };
+    state.store.write(WriteRequest { idempotency: None, command }).await?;
+    Ok((id, csrf_token))
+}
 
-    fn find(&self, id: &str) -> Option<([u8; 32], String)> {
-        let sessions = self.sessions.lock().ok()?;
-        let session = sessions.get(id).filter(|s| s.expires > Instant::now())?;
-        Some((session.key_hash, session.csrf_token.clone()))
+async fn session_find(state: &AppState, id: &str) -> Result<Option<([u8; 32], String)>, ApiError> {
+    if id.is_empty() || id.len() > 128 {
+        return Ok(None);
     }
+    let id_hash = secret_hash(id);
+    let at = now();
+    Ok(state.store.read(move |reader| reader.session(&id_hash, at)).await?)
+}
 
-    fn remove(&self, id: &str) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.remove(id);
-        }
-    }
+async fn session_remove(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let command = Command::DeleteSession { id_hash: secret_hash(id) };
+    state.store.write(WriteRequest { idempotency: None, command }).await?;
+    Ok(())
 }
 
 /// The session id from the request's cookies, if any.
@@ -96,7 +90,7 @@ pub async fn principal_from_session(
     state: &AppState,
 ) -> Result<Option<Arc<Principal>>, ApiError> {
     let Some(id) = session_id(&parts.headers) else { return Ok(None) };
-    let Some((key_hash, csrf_token)) = state.sessions.find(&id) else {
+    let Some((key_hash, csrf_token)) = session_find(state, &id).await? else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "the session has ended; sign in again"));
     };
     if unsafe_method(&parts.method) && !csrf_matches(&parts.headers, &csrf_token) {
@@ -180,7 +174,7 @@ pub async fn create(
     }
     let key_hash = secret_hash(&sign_in.key);
     let principal = principal_for_hash(&state, key_hash).await?;
-    let (id, csrf_token) = state.sessions.create(key_hash);
+    let (id, csrf_token) = session_create(&state, key_hash).await?;
     let mut response = Json(session_dto(&principal, csrf_token)).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie(&id, SESSION_TTL.as_secs()));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -194,7 +188,7 @@ pub async fn current(
 ) -> Result<Json<SessionDto>, ApiError> {
     let signed_out = || ApiError::new(ErrorCode::Unauthorized, "not signed in");
     let id = session_id(&headers).ok_or_else(signed_out)?;
-    let (key_hash, csrf_token) = state.sessions.find(&id).ok_or_else(signed_out)?;
+    let (key_hash, csrf_token) = session_find(&state, &id).await?.ok_or_else(signed_out)?;
     let principal = principal_for_hash(&state, key_hash).await?;
     Ok(Json(session_dto(&principal, csrf_token)))
 }
@@ -206,13 +200,13 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let id = session_id(&headers)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "not signed in"))?;
-    let Some((_, csrf_token)) = state.sessions.find(&id) else {
+    let Some((_, csrf_token)) = session_find(&state, &id).await? else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "not signed in"));
     };
     if !csrf_matches(&headers, &csrf_token) {
         return Err(ApiError::new(ErrorCode::Forbidden, "missing or wrong X-CSRF-Token"));
     }
-    state.sessions.remove(&id);
+    session_remove(&state, &id).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
     Ok(response)

@@ -464,3 +464,38 @@ async fn a_key_revoked_on_one_node_is_refused_by_every_node() {
         }
     }
 }
+
+/// A dashboard session started on one node is known to the others (sessions live in the
+/// database), and signing out on another node ends it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dashboard_session_works_on_every_node() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    let body = json!({"accountId": account, "name": "staff"}).to_string();
+    let created = nodes[0].post_raw("/v2/api-keys", &body, None).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let secret = created.json["secret"].as_str().unwrap().to_string();
+    let sign_in = json!({"key": secret}).to_string();
+    let signed_in =
+        nodes[0].request(reqwest::Method::POST, "/session", None, &[], Some(sign_in)).await;
+    assert_eq!(signed_in.status, 200, "{signed_in:?}");
+    let cookie = signed_in.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let csrf = signed_in.json["csrfToken"].as_str().unwrap().to_string();
+    let path = format!("/v2/balance?accountId={account}");
+    for (n, node) in nodes.iter().enumerate() {
+        let read =
+            node.request(reqwest::Method::GET, &path, None, &[("cookie", &cookie)], None).await;
+        assert_eq!(read.status, 200, "node {n} knows the session: {read:?}");
+    }
+    let headers = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let signed_out =
+        nodes[1].request(reqwest::Method::DELETE, "/session", None, &headers, None).await;
+    assert_eq!(signed_out.status, 204, "{signed_out:?}");
+    for (n, node) in nodes.iter().enumerate() {
+        let read =
+            node.request(reqwest::Method::GET, &path, None, &[("cookie", &cookie)], None).await;
+        assert_eq!(read.status, 401, "node {n} ended the session: {read:?}");
+    }
+}

@@ -108,3 +108,27 @@ async fn a_session_cookie_needs_its_csrf_token_and_dies_with_its_key() {
         .await;
     assert_eq!(bogus.status, 401, "{bogus:?}");
 }
+
+/// Sessions are stored (by the hash of their id): a restarted service still knows them.
+#[tokio::test]
+async fn a_session_survives_a_restart() {
+    let mut app = common::spawn_app().await;
+    let account = app.create_account().await;
+    let key = app.post("/v2/api-keys", &json!({"accountId": account, "name": "staff"})).await;
+    let secret = key.json["secret"].as_str().unwrap().to_string();
+    let signed_in = app
+        .request(Method::POST, "/session", None, &[], Some(json!({"key": secret}).to_string()))
+        .await;
+    assert_eq!(signed_in.status, 200, "{signed_in:?}");
+    let cookie = signed_in.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    assert!(app.terminate(), "SIGTERM: a clean exit");
+
+    let restarted = common::spawn_app_in(&app.data_dir).await;
+    let current =
+        restarted.request(Method::GET, "/session", None, &[("cookie", &cookie)], None).await;
+    assert_eq!(current.status, 200, "{current:?}");
+    assert_eq!(current.json["principal"]["accountId"], account.as_str());
+    let path = format!("/v2/balance?accountId={account}");
+    let read = restarted.request(Method::GET, &path, None, &[("cookie", &cookie)], None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+}

@@ -403,6 +403,24 @@ impl<'c> Reader<'c> {
         Ok(Some(epoch))
     }
 
+    /// A dashboard session not expired at `now`: the hash of its key and its CSRF token.
+    pub fn session(
+        &self,
+        id_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<([u8; 32], String)>, StoreError> {
+        let found = self
+            .connection
+            .prepare_cached(
+                "SELECT key_hash, csrf_token FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+            )?
+            .query_row(params![id_hash.as_slice(), now.0], |row| {
+                Ok((row.get::<Vec<u8>>(0)?, row.get::<String>(1)?))
+            })
+            .optional()?;
+        Ok(found.and_then(|(key_hash, csrf)| Some((key_hash.try_into().ok()?, csrf))))
+    }
+
     /// Whether the database answers: for `/readyz`.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.connection.prepare_cached("SELECT 1")?.query_row(params![], |_| Ok(()))?;

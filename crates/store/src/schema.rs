@@ -268,6 +268,17 @@ INSERT INTO usage_hourly
     FROM usage GROUP BY 1, 2, 3, 4, 5, 6;
 CREATE INDEX usage_account_created ON usage(account_id, created_at);
 "#,
+    // Dashboard sessions, shared by every node (PostgreSQL) and kept across restarts.
+    r#"
+CREATE TABLE sessions (
+    id_hash BLOB PRIMARY KEY,
+    key_hash BLOB NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_expires ON sessions(expires_at);
+"#,
 ];
 
 /// The same schema on PostgreSQL: every integer is `BIGINT`, blobs are `BYTEA`.
@@ -534,6 +545,16 @@ CREATE INDEX usage_account_created ON usage(account_id, created_at);
     r#"
 CREATE TABLE auth_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
 INSERT INTO auth_epoch (id, n) VALUES (1, 0);
+"#,
+    r#"
+CREATE TABLE sessions (
+    id_hash BYTEA PRIMARY KEY,
+    key_hash BYTEA NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions(expires_at);
 "#,
 ];
 

@@ -277,6 +277,19 @@ pub enum Command {
         secret_hash: [u8; 32],
         prefix: String,
     },
+    /// Starts a dashboard session: the SHA-256 of its id, of the key it signed in with, and the
+    /// CSRF token the page must echo. Kept in the database, so every node (and a restarted one)
+    /// knows it.
+    CreateSession {
+        id_hash: [u8; 32],
+        key_hash: [u8; 32],
+        csrf_token: String,
+        expires_at: Timestamp,
+    },
+    /// Ends a dashboard session.
+    DeleteSession {
+        id_hash: [u8; 32],
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +315,8 @@ pub enum Outcome {
     WebhookEndpoint(WebhookEndpoint),
     Delivery(Delivery),
     AttemptsRecorded,
+    SessionCreated,
+    SessionDeleted,
     Rejected(Rejection),
     /// The idempotency key was used before with another request.
     IdempotencyConflict,

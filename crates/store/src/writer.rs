@@ -895,6 +895,27 @@ fn apply(
             rows::delivery_save(connection, &delivery)?;
             Ok(Outcome::Delivery(delivery))
         }
+        Command::CreateSession { id_hash, key_hash, csrf_token, expires_at } => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO sessions (id_hash, key_hash, csrf_token, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    id_hash.as_slice(),
+                    key_hash.as_slice(),
+                    csrf_token,
+                    now.0,
+                    expires_at.0
+                ])?;
+            Ok(Outcome::SessionCreated)
+        }
+        Command::DeleteSession { id_hash } => {
+            connection
+                .prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+                .execute([id_hash.as_slice()])?;
+            Ok(Outcome::SessionDeleted)
+        }
         Command::SetAdminKey { secret_hash, prefix } => {
             connection
                 .prepare_cached(
@@ -1162,6 +1183,7 @@ fn sweep(
         persist(connection, writer, None, &book, &before, &effects, now)?;
     }
     outbox::expiring_soon(connection, writer, now)?;
+    connection.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?.execute([now.0])?;
     let forget_before = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     connection
         .prepare_cached(

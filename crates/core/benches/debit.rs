@@ -7,6 +7,8 @@
 //! buffer reused. Throughput is reported in debits.
 //! Run: `cargo bench -p credits-core --bench debit`.
 
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use credits_core::book::UsageCharge;

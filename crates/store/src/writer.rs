@@ -382,9 +382,11 @@ fn batch_execute(
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
+        let waited = std::time::Instant::now();
         for account in accounts {
             writer.lock(connection, account)?;
         }
+        metrics::histogram!("credits_writer_lock_seconds").record(waited.elapsed().as_secs_f64());
         join_late(connection, writer, jobs, late)?;
     }
     if !writer.endpoints_loaded {
@@ -428,8 +430,13 @@ fn batch_execute(
         results.push(job_results);
     }
     let now = writer.clock.now();
+    let flushed = std::time::Instant::now();
     crate::hot::flush(connection, writer, now)?;
+    metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
+    let committed = std::time::Instant::now();
     connection.batch("COMMIT")?;
+    metrics::histogram!("credits_writer_commit_statement_seconds")
+        .record(committed.elapsed().as_secs_f64());
     Ok(results)
 }
 

@@ -30,8 +30,8 @@ const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, cr
     SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, \
     (r->>9)::bigint";
 const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_hash, status, \
-    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'hex'), (r->>3)::bigint, \
-    decode(r->>4, 'hex'), (r->>5)::bigint";
+    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, \
+    decode(r->>4, 'base64'), (r->>5)::bigint";
 /// Replaces only a key no longer fresh: parameter `fresh_after` is the freshness bound.
 fn idempotency_upsert(fresh_after: usize) -> String {
     format!(
@@ -79,15 +79,17 @@ fn answer_row(a: &StoredAnswer) -> Value {
     json!([
         a.scope,
         a.key,
-        hex(&a.request_hash),
+        base64(&a.request_hash),
         a.rendered.status,
-        hex(&a.rendered.body),
+        base64(&a.rendered.body),
         a.created_at
     ])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Bytes as text inside the JSON rows (PostgreSQL decodes them with `decode(…, 'base64')`).
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// SQLite: the usage rows one by one, their hourly rollup summed per row of the rollup first.

@@ -24,7 +24,8 @@ SHARED=${SHARED:-$(cd "$root/.." && pwd)/shared/bench}
 [ -d "$SHARED" ] || SHARED=/work/shared/bench
 work=/tmp/bench-pg
 
-section() { printf '\n==== %s (load %s) ====\n' "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+# shellcheck source=benches/common.sh
+. "$root/benches/common.sh"
 
 section "build"
 cargo build --release -p credits -p credits-bench
@@ -35,19 +36,7 @@ if ! pg_lsclusters -h | awk '$4 == "online" { found = 1 } END { exit !found }'; 
 fi
 pg_lsclusters
 
-section "wait for an idle machine (1-min load < $MAX_LOAD, at most ${MAX_WAIT}s)"
-waited=0
-while :; do
-  load1=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$load1" -v m="$MAX_LOAD" 'BEGIN { exit !(l < m) }'; then
-    echo "load $load1 after ${waited}s: measuring"; break
-  fi
-  if [ "$waited" -ge "$MAX_WAIT" ]; then
-    echo "load still $load1 after ${waited}s: measuring anyway (note it with the numbers)"; break
-  fi
-  sleep 15; waited=$((waited + 15))
-done
-uptime
+wait_for_idle
 
 section "baseline: pg/run_pg.sh $SECS \"cte txn\" on \"$CONNS\" (fresh copy of $SHARED in $work)"
 rm -rf "$work"; cp -r "$SHARED" "$work"

@@ -654,3 +654,19 @@ async fn account_thresholds_past_2_pow_53_are_422_not_5xx() {
     assert_eq!(admin_revoke.code(), "invalid_state");
     assert_eq!(app.get("/v2/accounts").await.status, 200, "the admin key still works");
 }
+
+/// A method a path does not have answers 405 problem+json with the path's methods in `Allow`;
+/// an unknown path stays 404.
+#[tokio::test]
+async fn a_method_the_path_lacks_is_405_with_allow() {
+    let app = common::spawn_app().await;
+    let answer =
+        app.request(reqwest::Method::PATCH, "/v2/usage", Some(common::ADMIN_KEY), &[], None).await;
+    assert_eq!(answer.status, 405, "{answer:?}");
+    assert_eq!(answer.header("content-type"), Some("application/problem+json"));
+    assert_eq!(answer.json["status"], 405, "{answer:?}");
+    let allow = answer.header("allow").unwrap_or("");
+    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow}");
+    let unknown = app.get("/v2/no-such-path").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+}

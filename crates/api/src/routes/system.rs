@@ -43,8 +43,18 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such path")
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::not_found("no such method on this path")
+/// 405, with the path's methods in `Allow` (axum adds it). The SPEC has no code of its own for
+/// it: the problem's code is `bad_request`, its status 405.
+pub async fn method_not_allowed() -> Response {
+    let error = ApiError::bad_request("this method is not allowed on this path");
+    let mut problem = error.problem();
+    problem.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
+    problem.title = "Method not allowed".to_string();
+    let mut response = (StatusCode::METHOD_NOT_ALLOWED, Json(problem)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(crate::error::PROBLEM_JSON));
+    response
 }
 
 pub fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {

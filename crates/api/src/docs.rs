@@ -36,6 +36,28 @@ const COMMON_ERRORS: [(&str, &str); 8] = [
 /// Completes what the annotations leave implicit, for every operation at once: a unique
 /// `operationId`, the declared path parameters, the common error answers as
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
+/// What the API checks of query parameters, stated in the document: text is never empty, and a
+/// page holds 1 to 100 items.
+fn query_bounds(parameter: &mut Value) {
+    if parameter.get("in") != Some(&Value::from("query")) {
+        return;
+    }
+    let is_limit = parameter.get("name") == Some(&Value::from("limit"));
+    let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else { return };
+    let has_type = |schema: &serde_json::Map<String, Value>, name: &str| match schema.get("type") {
+        Some(Value::String(t)) => t == name,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
+        _ => false,
+    };
+    if has_type(schema, "string") && !schema.contains_key("minLength") {
+        schema.insert("minLength".into(), Value::from(1));
+    }
+    if is_limit && has_type(schema, "integer") {
+        schema.insert("minimum".into(), Value::from(1));
+        schema.insert("maximum".into(), Value::from(credits_core::PAGE_SIZE_MAX));
+    }
+}
+
 fn complete(openapi: &mut Value) {
     let Some(paths) = openapi.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for (path, item) in paths.iter_mut() {
@@ -75,6 +97,7 @@ fn complete(openapi: &mut Value) {
                         parameter["schema"] =
                             serde_json::json!({"type": "string", "minLength": 1, "maxLength": 255});
                     }
+                    query_bounds(parameter);
                 }
             }
             if let Some(schema) = operation

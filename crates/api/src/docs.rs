@@ -36,13 +36,14 @@ const COMMON_ERRORS: [(&str, &str); 8] = [
 /// Completes what the annotations leave implicit, for every operation at once: a unique
 /// `operationId`, the declared path parameters, the common error answers as
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
-/// What the API checks of query parameters, stated in the document: text is never empty, and a
-/// page holds 1 to 100 items.
+/// What the API checks of query parameters, stated in the document: text is never empty, a page
+/// holds 1 to 100 items, and a cursor is a position in decimal.
 fn query_bounds(parameter: &mut Value) {
     if parameter.get("in") != Some(&Value::from("query")) {
         return;
     }
     let is_limit = parameter.get("name") == Some(&Value::from("limit"));
+    let is_cursor = parameter.get("name") == Some(&Value::from("cursor"));
     let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else { return };
     let has_type = |schema: &serde_json::Map<String, Value>, name: &str| match schema.get("type") {
         Some(Value::String(t)) => t == name,
@@ -51,6 +52,10 @@ fn query_bounds(parameter: &mut Value) {
     };
     if has_type(schema, "string") && !schema.contains_key("minLength") {
         schema.insert("minLength".into(), Value::from(1));
+    }
+    if is_cursor && has_type(schema, "string") {
+        let pattern = format!("^[0-9]{{1,{}}}$", crate::extract::CURSOR_DIGITS_MAX);
+        schema.insert("pattern".into(), Value::from(pattern));
     }
     if is_limit && has_type(schema, "integer") {
         schema.insert("minimum".into(), Value::from(1));

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{request::Parts, HeaderMap, StatusCode};
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -153,17 +152,25 @@ pub fn page_request(limit: Option<usize>, cursor: Option<&str>) -> Result<PageRe
     Ok(PageRequest { limit, before })
 }
 
+/// A cursor is the position of the last item of a page, in decimal: opaque to clients, and
+/// every string of its documented shape (`^[0-9]{1,18}$`) is a valid position.
 pub fn cursor_encode(seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:{seq}"))
+    seq.to_string()
 }
 
 fn cursor_decode(cursor: &str) -> Result<i64, ApiError> {
     let invalid = || ApiError::bad_request("cursor is not a cursor this service gave");
-    let bytes =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("v1:").and_then(|seq| seq.parse().ok()).ok_or_else(invalid)
+    if cursor.is_empty()
+        || cursor.len() > CURSOR_DIGITS_MAX
+        || !cursor.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    cursor.parse().map_err(|_| invalid())
 }
+
+/// 18 digits always fit an `i64`.
+pub const CURSOR_DIGITS_MAX: usize = 18;
 
 pub fn now() -> Timestamp {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();

@@ -38,12 +38,25 @@ const COMMON_ERRORS: [(&str, &str); 8] = [
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
 /// What the API checks of query parameters, stated in the document: text is never empty, a page
 /// holds 1 to 100 items, and a cursor is a position in decimal.
-fn query_bounds(parameter: &mut Value) {
+fn query_bounds(path: &str, parameter: &mut Value) {
     if parameter.get("in") != Some(&Value::from("query")) {
         return;
     }
-    let is_limit = parameter.get("name") == Some(&Value::from("limit"));
-    let is_cursor = parameter.get("name") == Some(&Value::from("cursor"));
+    let name = parameter.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let is_limit = name == "limit";
+    let is_cursor = name == "cursor";
+    // Values the handlers accept from a fixed list, and times they parse as RFC 3339.
+    let choices: Option<Vec<&str>> = match (path, name.as_str()) {
+        ("/v2/credits", "status") => {
+            Some(credits_core::CreditStatus::ALL.iter().map(|s| s.as_str()).collect())
+        }
+        ("/v2/ledger", "type") => {
+            Some(credits_core::EntryType::ALL.iter().map(|t| t.as_str()).collect())
+        }
+        ("/v2/events", "type") => Some(crate::routes::webhooks::EVENT_TYPES.to_vec()),
+        _ => None,
+    };
+    let is_time = name == "from" || name == "to";
     let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else { return };
     let has_type = |schema: &serde_json::Map<String, Value>, name: &str| match schema.get("type") {
         Some(Value::String(t)) => t == name,
@@ -52,6 +65,12 @@ fn query_bounds(parameter: &mut Value) {
     };
     if has_type(schema, "string") && !schema.contains_key("minLength") {
         schema.insert("minLength".into(), Value::from(1));
+    }
+    if let Some(choices) = choices {
+        schema.insert("enum".into(), Value::from(choices));
+    }
+    if is_time && has_type(schema, "string") {
+        schema.insert("format".into(), Value::from("date-time"));
     }
     if is_cursor && has_type(schema, "string") {
         let pattern = format!("^[0-9]{{1,{}}}$", crate::extract::CURSOR_DIGITS_MAX);
@@ -102,7 +121,7 @@ fn complete(openapi: &mut Value) {
                         parameter["schema"] =
                             serde_json::json!({"type": "string", "minLength": 1, "maxLength": 255});
                     }
-                    query_bounds(parameter);
+                    query_bounds(path, parameter);
                 }
             }
             if let Some(schema) = operation

@@ -58,6 +58,9 @@ pub enum CreditStatus {
 }
 
 impl CreditStatus {
+    pub const ALL: [CreditStatus; 4] =
+        [CreditStatus::Active, CreditStatus::Depleted, CreditStatus::Expired, CreditStatus::Voided];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CreditStatus::Active => "active",
@@ -67,13 +70,7 @@ impl CreditStatus {
         }
     }
     pub fn parse(text: &str) -> Option<CreditStatus> {
-        match text {
-            "active" => Some(CreditStatus::Active),
-            "depleted" => Some(CreditStatus::Depleted),
-            "expired" => Some(CreditStatus::Expired),
-            "voided" => Some(CreditStatus::Voided),
-            _ => None,
-        }
+        CreditStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -36,8 +36,9 @@ const COMMON_ERRORS: [(&str, &str); 8] = [
 /// Completes what the annotations leave implicit, for every operation at once: a unique
 /// `operationId`, the declared path parameters, the common error answers as
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
-/// What the API checks of query parameters, stated in the document: text is never empty, a page
-/// holds 1 to 100 items, and a cursor is a position in decimal.
+/// What the API checks of query parameters, stated in the document: text holds no NUL, a page
+/// holds 1 to 100 items, a cursor is a position in decimal, some values come from a list, and
+/// times are RFC 3339.
 fn query_bounds(path: &str, parameter: &mut Value) {
     if parameter.get("in") != Some(&Value::from("query")) {
         return;
@@ -63,8 +64,9 @@ fn query_bounds(path: &str, parameter: &mut Value) {
         Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
         _ => false,
     };
-    if has_type(schema, "string") && !schema.contains_key("minLength") {
-        schema.insert("minLength".into(), Value::from(1));
+    // Text of any length is accepted (an empty filter matches nothing), but never a NUL.
+    if has_type(schema, "string") && !is_cursor && !is_time && choices.is_none() {
+        schema.insert("pattern".into(), Value::from("^[^\\u0000]*$"));
     }
     if let Some(choices) = choices {
         schema.insert("enum".into(), Value::from(choices));

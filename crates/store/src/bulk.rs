@@ -139,13 +139,11 @@ pub(crate) fn idempotency_store(
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     let conflict = || StoreError::Conflict("idempotency key stored concurrently".into());
     if !connection.is_pg() {
-        let mut statement = connection.prepare_cached(
+        let mut statement = connection.prepare_cached(&format!(
             "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (scope, key) DO UPDATE SET \
-             request_hash = excluded.request_hash, status = excluded.status, \
-             body = excluded.body, created_at = excluded.created_at \
-             WHERE idempotency.created_at <= ?7",
-        )?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) {}",
+            idempotency_upsert(7)
+        ))?;
         for answer in answers {
             let stored = statement.execute(params![
                 answer.scope,

@@ -127,11 +127,12 @@ fn usage_on(
     new: &NewUsage,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
-    let Some(service) = writer.service(connection, &new.service)? else {
-        let detail = format!("unknown service {}", new.service);
-        return Ok(Outcome::Rejected(Rejection::Validation(detail)));
+    // Priced against the writer's copy of the catalog, not a clone of it.
+    let cost = match writer.service(connection, &new.service)? {
+        Some(service) => usage_cost(service, new),
+        None => Err(Rejection::Validation(format!("unknown service {}", new.service))),
     };
-    let credits = match usage_cost(&service, new) {
+    let credits = match cost {
         Ok(credits) => credits,
         Err(rejection) => return Ok(Outcome::Rejected(rejection)),
     };

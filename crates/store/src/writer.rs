@@ -70,15 +70,14 @@ impl Writer {
         &mut self,
         connection: &Conn<'_>,
         id: &str,
-    ) -> Result<Option<Service>, StoreError> {
-        if let Some(service) = self.services.get(id) {
-            return Ok(Some(service.clone()));
+    ) -> Result<Option<&Service>, StoreError> {
+        if !self.services.contains_key(id) {
+            match crate::read::service_find(connection, id)? {
+                Some(service) => self.services.insert(id.to_string(), service),
+                None => return Ok(None),
+            };
         }
-        let found = crate::read::service_find(connection, id)?;
-        if let Some(service) = &found {
-            self.services.insert(id.to_string(), service.clone());
-        }
-        Ok(found)
+        Ok(self.services.get(id))
     }
 
     /// Locks an account's row until the transaction ends, on PostgreSQL, where other nodes may
@@ -89,34 +88,40 @@ impl Writer {
         connection: &Conn<'_>,
         account_id: &str,
     ) -> Result<(), StoreError> {
-        if !self.shared || self.locked.contains(account_id) {
-            return Ok(());
-        }
-        // The row comes with its lock: the account's first reader in the batch takes it.
-        let sql =
-            format!("SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE", rows::ACCOUNT_COLUMNS);
-        let account = crate::read::find_one(connection, &sql, account_id, rows::account_from_row)?;
-        self.locked.insert(account_id.to_string());
-        if let Some(account) = account {
-            self.locked_rows.insert(account_id.to_string(), account);
-        }
-        Ok(())
+        // A missing account is "locked" too: nothing can be written to it.
+        self.lock_row(connection, account_id, true).map(|_| ())
     }
 
     /// Locks the account unless another transaction holds it: whether it is now locked.
     fn try_lock(&mut self, connection: &Conn<'_>, account_id: &str) -> Result<bool, StoreError> {
+        self.lock_row(connection, account_id, false)
+    }
+
+    /// Locks the account's row, waiting for it or not; the row comes with its lock, and the
+    /// account's first reader in the batch takes it. Whether a row was locked (or held already).
+    fn lock_row(
+        &mut self,
+        connection: &Conn<'_>,
+        account_id: &str,
+        wait: bool,
+    ) -> Result<bool, StoreError> {
         if !self.shared || self.locked.contains(account_id) {
             return Ok(true);
         }
         let sql = format!(
-            "SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE SKIP LOCKED",
-            rows::ACCOUNT_COLUMNS
+            "SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE{}",
+            rows::ACCOUNT_COLUMNS,
+            if wait { "" } else { " SKIP LOCKED" }
         );
         let account = crate::read::find_one(connection, &sql, account_id, rows::account_from_row)?;
-        let Some(account) = account else { return Ok(false) };
-        self.locked.insert(account_id.to_string());
-        self.locked_rows.insert(account_id.to_string(), account);
-        Ok(true)
+        if wait || account.is_some() {
+            self.locked.insert(account_id.to_string());
+        }
+        let locked = account.is_some();
+        if let Some(account) = account {
+            self.locked_rows.insert(account_id.to_string(), account);
+        }
+        Ok(locked)
     }
 
     /// The account, locked (see [`Writer::lock`]).
@@ -646,7 +651,7 @@ fn apply(
             Ok(Outcome::Service(service))
         }
         Command::UpdateService { id, patch } => {
-            let Some(mut service) = writer.service(connection, id)? else {
+            let Some(mut service) = writer.service(connection, id)?.cloned() else {
                 return rejected(Rejection::NotFound(format!("service {id}")));
             };
             if let Some(name) = &patch.name {

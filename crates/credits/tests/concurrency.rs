@@ -11,7 +11,7 @@ mod common;
 #[path = "common/race.rs"]
 mod race;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::Barrier;
 
 use common::Answer;
-use race::{assert_equation, key, list_all, num, Target};
+use race::{assert_equation, assert_exactly_fit, key, list_all, num, Target};
 
 /// Sends every `(path, idempotency key, body)` at once: one task each, released by one barrier.
 async fn all_at_once(
@@ -58,30 +58,8 @@ async fn three_hundred_racing_usages_spend_exactly_the_hundred_credits_there_are
         .collect();
     let answers = all_at_once(&Target::of(&app), requests).await;
 
-    let successes: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
-    let refusals: Vec<&Answer> = answers.iter().filter(|a| a.status == 402).collect();
-    let others: Vec<&Answer> =
-        answers.iter().filter(|a| a.status != 201 && a.status != 402).collect();
-    assert!(others.is_empty(), "only 201 or 402 expected: {others:?}");
-    assert_eq!(successes.len(), 100, "exactly 100 usages fit in 100 credits");
-    assert_eq!(refusals.len(), 200);
-    for refusal in &refusals {
-        assert_eq!(refusal.code(), "insufficient_credits", "{refusal:?}");
-    }
-    let mut ids = HashSet::new();
-    let mut balances_after = BTreeSet::new();
-    for success in &successes {
-        assert_eq!(success.json["credits"], 1, "{success:?}");
-        assert_eq!(
-            success.json["allocations"],
-            json!([{"creditId": record_id, "credits": 1}]),
-            "{success:?}"
-        );
-        assert!(ids.insert(success.json["id"].as_str().unwrap().to_string()));
-        balances_after.insert(num(&success.json, "balanceAfter"));
-    }
-    // Charged one after the other: each success saw a distinct balance, 99 down to 0.
-    assert_eq!(balances_after, (0..100).collect::<BTreeSet<u64>>());
+    let answered: Vec<&Answer> = answers.iter().collect();
+    let ids = assert_exactly_fit(&answered, &record_id, 100);
 
     let record = app.credit(&record_id).await;
     assert_eq!(record["used"], 100, "{record}");

@@ -4,7 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -116,4 +116,35 @@ pub fn key(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Racing one-credit usages on one record of `fit` credits: exactly `fit` succeed, each drawing
+/// one credit from the record with its own id and a distinct balance after (so they were
+/// charged one after the other, `fit - 1` down to 0); every other answer is 402
+/// `insufficient_credits`. Returns the ids of the successes.
+pub fn assert_exactly_fit(answers: &[&Answer], record_id: &str, fit: u64) -> HashSet<String> {
+    let others: Vec<&&Answer> =
+        answers.iter().filter(|a| a.status != 201 && a.status != 402).collect();
+    assert!(others.is_empty(), "only 201 or 402 expected: {others:?}");
+    let successes: Vec<&&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    let refusals: Vec<&&Answer> = answers.iter().filter(|a| a.status == 402).collect();
+    assert_eq!(successes.len() as u64, fit, "exactly {fit} usages fit in {fit} credits");
+    assert_eq!(refusals.len() + successes.len(), answers.len());
+    for refusal in &refusals {
+        assert_eq!(refusal.code(), "insufficient_credits", "{refusal:?}");
+    }
+    let mut ids = HashSet::new();
+    let mut balances_after = BTreeSet::new();
+    for success in &successes {
+        assert_eq!(success.json["credits"], 1, "{success:?}");
+        assert_eq!(
+            success.json["allocations"],
+            serde_json::json!([{"creditId": record_id, "credits": 1}]),
+            "{success:?}"
+        );
+        assert!(ids.insert(success.json["id"].as_str().unwrap().to_string()), "{success:?}");
+        balances_after.insert(num(&success.json, "balanceAfter"));
+    }
+    assert_eq!(balances_after, (0..fit).collect::<BTreeSet<u64>>());
+    ids
 }

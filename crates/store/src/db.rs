@@ -475,6 +475,7 @@ fn pg_values<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
 
 impl Stmt<'_, '_> {
     pub(crate) fn execute<P: Params>(&mut self, params: P) -> DbResult<usize> {
+        crate::faults::statement()?;
         let values = params.values()?;
         match self {
             Stmt::Sqlite(statement) => Ok(statement.execute(&*sqlite_values(&values))?),
@@ -495,6 +496,7 @@ impl Stmt<'_, '_> {
         P: Params,
         F: FnMut(&Row<'_>) -> DbResult<T>,
     {
+        crate::faults::statement()?;
         let values = params.values()?;
         let mut out = Vec::new();
         match self {
@@ -524,6 +526,7 @@ impl Stmt<'_, '_> {
         P: Params,
         F: FnOnce(&Row<'_>) -> DbResult<T>,
     {
+        crate::faults::statement()?;
         let values = params.values()?;
         match self {
             Stmt::Sqlite(statement) => {

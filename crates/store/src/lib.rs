@@ -10,6 +10,7 @@
 mod backup;
 mod bulk;
 mod db;
+mod faults;
 mod hot;
 mod outbox;
 mod pg;
@@ -28,6 +29,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::backup_sqlite;
+pub use faults::{ClockSource, Fault, Faults, Hooks};
 pub use read::Reader;
 pub use types::*;
 
@@ -151,24 +153,36 @@ impl Store {
             config: Box::new(config),
             connection: Some(Box::new(connection)),
         };
-        Store::start(backend, Readers::Pg(Arc::new(PgReaders(Some(readers)))), render)
+        let readers = Readers::Pg(Arc::new(PgReaders(Some(readers))));
+        Store::start(backend, readers, render, Hooks::default())
     }
 
     fn start(
         backend: writer::Backend,
         readers: Readers,
         render: Render,
+        hooks: Hooks,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
         let thread = std::thread::Builder::new()
             .name("credits-writer".into())
-            .spawn(move || writer::run(backend, receiver, render))
+            .spawn(move || writer::run(backend, receiver, render, hooks))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok((Store { writer: sender, readers }, WriterHandle(thread)))
     }
 
     /// Opens (creating if needed) the database at `path`, runs migrations and starts the writer.
     pub fn open_sqlite(path: &Path, render: Render) -> Result<(Store, WriterHandle), StoreError> {
+        Store::open_sqlite_with(path, render, Hooks::default())
+    }
+
+    /// [`Store::open_sqlite`] with a clock and storage failures injected into the writer: for
+    /// the deterministic simulation (`tests/simulation.rs`), never used by the service.
+    pub fn open_sqlite_with(
+        path: &Path,
+        render: Render,
+        hooks: Hooks,
+    ) -> Result<(Store, WriterHandle), StoreError> {
         let mut connection = schema::open_writer(path)?;
         schema::migrate(&mut connection)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
@@ -177,7 +191,7 @@ impl Store {
             )
         });
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
-        Store::start(writer::Backend::Sqlite(connection), Readers::Sqlite(readers), render)
+        Store::start(writer::Backend::Sqlite(connection), Readers::Sqlite(readers), render, hooks)
     }
 
     /// Executes one write and answers once it is durable.

@@ -25,14 +25,19 @@ use crate::{Job, Render, StoreError};
 #[derive(Default)]
 struct Clock {
     last_micros: i64,
+    /// A clock injected by a test (see `faults.rs`); `None`: the system clock.
+    source: Option<crate::faults::ClockSource>,
 }
 
 impl Clock {
     fn now(&mut self) -> Timestamp {
-        let micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let micros = match &self.source {
+            Some(source) => source().0,
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        };
         self.last_micros = self.last_micros.max(micros);
         Timestamp(self.last_micros)
     }
@@ -173,10 +178,18 @@ impl Backend {
 /// meanwhile) is run again before its requests are answered 503.
 const BATCH_TRIES: usize = 8;
 
-pub(crate) fn run(mut backend: Backend, mut receiver: mpsc::Receiver<Job>, render: Render) {
+pub(crate) fn run(
+    mut backend: Backend,
+    mut receiver: mpsc::Receiver<Job>,
+    render: Render,
+    hooks: crate::faults::Hooks,
+) {
     let shared = matches!(backend, Backend::Pg { .. });
+    if let Some(faults) = &hooks.faults {
+        faults.install();
+    }
     let mut writer = Writer {
-        clock: Clock::default(),
+        clock: Clock { last_micros: 0, source: hooks.clock },
         ids: ulid::Generator::new(),
         render,
         endpoints: Vec::new(),
@@ -350,7 +363,8 @@ fn commit_batch(
             tracing::warn!(%error, "rollback failed");
         }
     }
-    result
+    // An injected fault (simulation only) may lose the answer of a commit that landed.
+    result.and_then(|results| crate::faults::after_commit().map(|()| results))
 }
 
 fn batch_execute(
@@ -439,6 +453,7 @@ fn batch_execute(
     crate::hot::flush(connection, writer, now)?;
     metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
     let committed = std::time::Instant::now();
+    crate::faults::before_commit()?;
     connection.batch("COMMIT")?;
     metrics::histogram!("credits_writer_commit_statement_seconds")
         .record(committed.elapsed().as_secs_f64());

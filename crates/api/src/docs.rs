@@ -58,6 +58,7 @@ fn query_bounds(path: &str, parameter: &mut Value) {
         _ => None,
     };
     let is_time = name == "from" || name == "to";
+    let is_group_by = path == "/v2/usage/summary" && name == "groupBy";
     let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else { return };
     let has_type = |schema: &serde_json::Map<String, Value>, name: &str| match schema.get("type") {
         Some(Value::String(t)) => t == name,
@@ -66,7 +67,10 @@ fn query_bounds(path: &str, parameter: &mut Value) {
     };
     // Text of any length is accepted (an empty filter matches nothing), but never a NUL.
     if has_type(schema, "string") && !is_cursor && !is_time && choices.is_none() {
-        schema.insert("pattern".into(), Value::from("^[^\\u0000]*$"));
+        schema.insert("pattern".into(), Value::from(crate::extract::NO_NUL_PATTERN));
+    }
+    if is_group_by {
+        schema.insert("pattern".into(), Value::from(group_by_pattern()));
     }
     if let Some(choices) = choices {
         schema.insert("enum".into(), Value::from(choices));
@@ -84,7 +88,210 @@ fn query_bounds(path: &str, parameter: &mut Value) {
     }
 }
 
+/// The request body schemas (and the objects nested in them) whose fields `body_bounds` states.
+const REQUEST_SCHEMAS: [&str; 19] = [
+    "AccountCreate",
+    "AccountPatchRequest",
+    "AutoTopUpDto",
+    "ServiceCreate",
+    "ServicePatchRequest",
+    "CreditCreate",
+    "VoidRequest",
+    "UsageCreate",
+    "UsageBatchRequest",
+    "ReservationCreate",
+    "CaptureRequest",
+    "MemberCreate",
+    "MemberPatchRequest",
+    "ApiKeyCreate",
+    "BudgetScopeDto",
+    "BudgetCreate",
+    "BudgetPatchRequest",
+    "WebhookEndpointCreate",
+    "RedeliverRequest",
+];
+
+fn integer(minimum: impl Into<Value>, maximum: impl Into<Value>) -> Value {
+    serde_json::json!({"minimum": minimum.into(), "maximum": maximum.into()})
+}
+
+fn text(max: usize) -> Value {
+    serde_json::json!({"minLength": 1, "maxLength": max, "pattern": crate::extract::NO_NUL_PATTERN})
+}
+
+/// The characters Rust's `char::is_whitespace` (and so `str::trim`) counts, inside a class.
+const WHITESPACE: &str =
+    "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// `groupBy` as the summary reads it: a comma list whose items are empty (skipped) or a name
+/// with whitespace around it (trimmed).
+fn group_by_pattern() -> String {
+    let names = crate::routes::summary::GROUP_BY_NAMES.join("|");
+    let item = format!("(?:[{WHITESPACE}]*(?:{names})[{WHITESPACE}]*)?");
+    format!("^{item}(?:,{item})*$")
+}
+
+/// `check_email` in `routes/members.rs`: something before the first `@`, a domain with a dot
+/// neither first nor last, no whitespace (Rust's `char::is_whitespace`) and no NUL anywhere.
+fn email_pattern() -> String {
+    let not = format!("\\u0000{WHITESPACE}");
+    format!("^[^@{not}]+@[^.{not}][^{not}]*\\.[^{not}]*[^.{not}]$")
+}
+
+/// What the handlers check of each request field, from the constants and lists they check
+/// against; the keywords are merged into the field's schema. Fields not named here are free
+/// text without NUL (`body_bounds`).
+fn field_bounds(schema: &str, field: &str) -> Option<Value> {
+    use credits_core::*;
+    let credits = || integer(1, CREDITS_MAX);
+    let cost = || integer(0, CREDITS_MAX);
+    let slug = || serde_json::json!({"pattern": crate::routes::slug_pattern()});
+    let choices = |values: &[&str], nullable: bool| {
+        let mut values: Vec<Value> = values.iter().map(|v| Value::from(*v)).collect();
+        if nullable {
+            values.push(Value::Null);
+        }
+        serde_json::json!({"enum": values})
+    };
+    let roles: Vec<&str> = access::Role::ALL.iter().map(|r| r.as_str()).collect();
+    Some(match (schema, field) {
+        ("CreditCreate", "amount") | ("UsageCreate", "credits" | "quantity") => credits(),
+        ("ReservationCreate" | "CaptureRequest", "credits") => credits(),
+        ("BudgetCreate" | "BudgetPatchRequest", "limit") => credits(),
+        ("AutoTopUpDto", "threshold" | "amount") => credits(),
+        ("AccountCreate" | "AccountPatchRequest", "lowBalanceThreshold") => cost(),
+        ("ServiceCreate" | "ServicePatchRequest", "unitCost") => cost(),
+        ("ServiceCreate" | "ServicePatchRequest", "operations") => serde_json::json!({
+            "maxProperties": OPERATIONS_MAX,
+            "propertyNames": {"pattern": crate::routes::slug_pattern()},
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": CREDITS_MAX},
+        }),
+        ("AccountCreate" | "AccountPatchRequest", "expiringSoonDays") => {
+            integer(1, EXPIRING_SOON_DAYS_MAX)
+        }
+        ("ReservationCreate", "ttlSeconds") => integer(1, RESERVATION_TTL_SECONDS_MAX),
+        ("CreditCreate", "priority") => integer(i64::MIN, i64::MAX),
+        ("BudgetCreate" | "BudgetPatchRequest", "thresholds") => serde_json::json!({
+            "maxItems": BUDGET_THRESHOLDS_MAX,
+            "items": {"type": "integer", "minimum": 1, "maximum": BUDGET_THRESHOLD_PERCENT_MAX},
+        }),
+        ("ServiceCreate", "id") => serde_json::json!({
+            "pattern": crate::routes::slug_pattern(), "not": {"const": SERVICE_ANY}
+        }),
+        (_, "service" | "operation") => slug(),
+        ("CreditCreate", "expiresAt") => serde_json::json!({"format": "date-time"}),
+        ("CreditCreate", "kind") => {
+            let kinds: Vec<&str> = CreditKind::ALL.iter().map(|k| k.as_str()).collect();
+            choices(&kinds, true)
+        }
+        ("MemberCreate", "role") => choices(&roles, false),
+        ("MemberPatchRequest", "role") => choices(&roles, true),
+        ("MemberCreate" | "MemberPatchRequest", "email") => serde_json::json!({
+            "maxLength": EMAIL_LENGTH_MAX, "pattern": email_pattern()
+        }),
+        ("BudgetCreate", "period") => {
+            let periods: Vec<&str> = budget::Period::ALL.iter().map(|p| p.as_str()).collect();
+            choices(&periods, false)
+        }
+        ("BudgetCreate" | "BudgetPatchRequest", "enforcement") => {
+            let values: Vec<&str> = budget::Enforcement::ALL.iter().map(|e| e.as_str()).collect();
+            choices(&values, true)
+        }
+        ("BudgetScopeDto", "type") => choices(&budget::BudgetScope::KINDS, false),
+        ("ApiKeyCreate", "scopes") => serde_json::json!({
+            "minItems": 1, "items": {"type": "string", "enum": access::SCOPES}
+        }),
+        ("UsageCreate", "metadata") => serde_json::json!({
+            "maxProperties": METADATA_ENTRIES_MAX,
+            "propertyNames": {"minLength": 1, "maxLength": METADATA_KEY_LENGTH_MAX,
+                "pattern": crate::extract::NO_NUL_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": TEXT_LENGTH_MAX,
+                "pattern": crate::extract::NO_NUL_PATTERN},
+        }),
+        ("UsageBatchRequest", "events") => serde_json::json!({
+            "minItems": 1, "maxItems": BATCH_SIZE_MAX,
+            "items": {"description": "A `UsageBatchEvent`; any value is accepted here and \
+                validated on its own (see `events`)."},
+        }),
+        ("WebhookEndpointCreate", "events") => {
+            let mut names: Vec<&str> = crate::routes::webhooks::EVENT_TYPES.to_vec();
+            names.push("*");
+            serde_json::json!({
+                "minItems": 1, "maxItems": names.len(),
+                "items": {"type": "string", "enum": names},
+            })
+        }
+        // Checked as text of 1 to 1024 characters.
+        (_, "name" | "externalId" | "description" | "reference" | "reason") => {
+            text(TEXT_LENGTH_MAX)
+        }
+        ("UsageCreate" | "ReservationCreate", "memberId") => text(TEXT_LENGTH_MAX),
+        ("BudgetScopeDto", "id") => text(TEXT_LENGTH_MAX),
+        _ => return None,
+    })
+}
+
+/// States in the document what the handlers check of request bodies: each field's bounds
+/// (`field_bounds`), no NUL in any other string, and the shapes of a budget scope.
+fn body_bounds(openapi: &mut Value) {
+    let Some(schemas) = openapi.pointer_mut("/components/schemas").and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for name in REQUEST_SCHEMAS {
+        let Some(schema) = schemas.get_mut(name) else { continue };
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, property) in properties.iter_mut() {
+            let Some(property) = property.as_object_mut() else { continue };
+            match field_bounds(name, field) {
+                Some(Value::Object(bounds)) => property.extend(bounds),
+                _ => {
+                    let is_string = match property.get("type") {
+                        Some(Value::String(t)) => t == "string",
+                        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                        _ => false,
+                    };
+                    if is_string {
+                        property
+                            .insert("pattern".into(), Value::from(crate::extract::NO_NUL_PATTERN));
+                    }
+                }
+            }
+        }
+        // `BudgetScope::parse`: `account` has no id; the other kinds need one.
+        if name == "BudgetScopeDto" {
+            let kinds: Vec<&str> = credits_core::budget::BudgetScope::KINDS
+                .iter()
+                .copied()
+                .filter(|kind| *kind != "account")
+                .collect();
+            schema["oneOf"] = serde_json::json!([
+                {"properties": {"type": {"const": "account"}, "id": {"type": "null"}}},
+                {"properties": {"type": {"enum": kinds}, "id": {"type": "string"}},
+                    "required": ["id"]},
+            ]);
+        }
+    }
+}
+
 fn complete(openapi: &mut Value) {
+    body_bounds(openapi);
+    // An absent body is read as `{}`: where `{}` is valid, the body is optional.
+    let optional_bodies: Vec<String> = openapi
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .map(|schemas| {
+            schemas
+                .iter()
+                .filter(|(_, schema)| {
+                    schema.get("required").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                })
+                .map(|(name, _)| format!("#/components/schemas/{name}"))
+                .collect()
+        })
+        .unwrap_or_default();
     let Some(paths) = openapi.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for (path, item) in paths.iter_mut() {
         let path_params: Vec<String> = path
@@ -124,6 +331,15 @@ fn complete(openapi: &mut Value) {
                             serde_json::json!({"type": "string", "minLength": 1, "maxLength": 255});
                     }
                     query_bounds(path, parameter);
+                }
+            }
+            if let Some(body) = operation.get_mut("requestBody") {
+                let reference = body
+                    .pointer("/content/application~1json/schema/$ref")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if reference.is_some_and(|r| optional_bodies.contains(&r)) {
+                    body["required"] = Value::Bool(false);
                 }
             }
             if let Some(schema) = operation
@@ -311,4 +527,90 @@ fn html_page(openapi: &Value) -> String {
         escape(title),
         body
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn document() -> Value {
+        let mut value = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        complete(&mut value);
+        value
+    }
+
+    /// Every request body is bounded in the document: a new field gets its limits stated (or
+    /// at least its NUL rule) rather than silently accepting what the handler refuses.
+    #[test]
+    fn request_fields_are_bounded() {
+        let doc = document();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let reference = operation
+                    .pointer("/requestBody/content/application~1json/schema/$ref")
+                    .and_then(Value::as_str);
+                if let Some(reference) = reference {
+                    let name = reference.rsplit('/').next().unwrap();
+                    assert!(REQUEST_SCHEMAS.contains(&name), "{method} {path}: {name}");
+                }
+            }
+        }
+        for name in REQUEST_SCHEMAS {
+            let schema = &doc["components"]["schemas"][name];
+            let properties = schema["properties"].as_object().expect(name);
+            for (field, property) in properties {
+                let types = match &property["type"] {
+                    Value::String(t) => vec![t.clone()],
+                    Value::Array(ts) => {
+                        ts.iter().filter_map(|t| t.as_str().map(String::from)).collect()
+                    }
+                    _ => vec![],
+                };
+                if types.iter().any(|t| t == "integer") {
+                    assert!(property.get("maximum").is_some(), "{name}.{field}: {property}");
+                    assert!(property.get("minimum").is_some(), "{name}.{field}: {property}");
+                }
+                if types.iter().any(|t| t == "string") {
+                    let bounded =
+                        ["pattern", "enum", "format"].iter().any(|k| property.get(k).is_some());
+                    assert!(bounded, "{name}.{field}: {property}");
+                }
+            }
+        }
+    }
+
+    /// The document's patterns, read by a regex engine, against what the handlers accept.
+    #[test]
+    fn patterns_agree_with_the_handlers() {
+        let email = regex::Regex::new(&email_pattern()).unwrap();
+        for (text, valid) in [
+            ("a@b.c", true),
+            ("a@b@c.d", true),
+            ("a@b..c", true),
+            ("@b.c", false),
+            ("a@.b", false),
+            ("a@b.", false),
+            ("a@bc", false),
+            ("a b@c.d", false),
+            ("a@b.c\u{3000}", false),
+            ("a@b\0.c", false),
+        ] {
+            assert_eq!(email.is_match(text), valid, "{text:?}");
+            let member = crate::routes::members::check_email(text).is_ok() && !text.contains('\0');
+            assert_eq!(member, valid, "{text:?}");
+        }
+        let group_by = regex::Regex::new(&group_by_pattern()).unwrap();
+        for (text, valid) in
+            [("", true), ("service", true), (" day ,,hour", true), ("x", false), (" ", false)]
+        {
+            assert_eq!(group_by.is_match(text), valid, "{text:?}");
+        }
+        let slug = regex::Regex::new(&crate::routes::slug_pattern()).unwrap();
+        for (text, valid) in [("api", true), ("a-b_1", true), ("", false), ("A", false)] {
+            assert_eq!(slug.is_match(text), valid, "{text:?}");
+            assert_eq!(crate::routes::check_slug("id", text).is_ok(), valid, "{text:?}");
+        }
+    }
 }

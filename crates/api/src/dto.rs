@@ -326,8 +326,10 @@ pub struct UsageBatchEvent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UsageBatchRequest {
-    /// 1 to 1000 independent events.
-    #[schema(value_type = Vec<UsageBatchEvent>)]
+    /// 1 to 1000 independent events, each a `UsageBatchEvent`. Each is validated on its own:
+    /// one that is not a valid `UsageBatchEvent` (of any shape, even not an object) gets its own
+    /// result with the error `code` and `status` it would have had alone, and the others proceed.
+    #[schema(value_type = Vec<Object>)]
     pub events: Vec<serde_json::Value>,
 }
 

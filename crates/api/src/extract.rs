@@ -42,17 +42,68 @@ pub struct Parsed<T> {
 /// Malformed JSON is 400 `bad_request`; well-formed JSON of the wrong shape (unknown field,
 /// wrong type, missing field) is 422 `validation_failed` naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiError> {
+    let parsed = parse_json_with_nul(bytes)?;
+    check_no_nul(&parsed.value)?;
+    Ok(parsed)
+}
+
+/// `parse_json` without the NUL check, for a body whose parts are checked one by one (the
+/// events of a usage batch, each failing alone).
+pub fn parse_json_with_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiError> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    // Text is stored as text: a NUL character (`\u0000`, JSON's only way to send one) is refused
-    // rather than truncated or stored differently by the two backends.
-    if bytes.windows(6).any(|w| w == b"\\u0000") {
-        return Err(ApiError::validation("strings must not hold NUL characters (\\u0000)"));
-    }
+    integral_numbers(&mut value);
     let request = parse_value(&value)?;
     Ok(Parsed { value, request })
 }
+
+/// JSON has one number type: `2.0` is the integer 2 (as JSON Schema reads it too). A number
+/// written with a fraction or exponent but of integral value is read as that integer, so that
+/// integer fields accept it; any other number is left for the field's check to refuse.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            // Every f64 with no fraction below 2^63 (2^64) in size is exactly an i64 (u64).
+            if float.fract() == 0.0
+                && (-9.223_372_036_854_776e18..1.844_674_407_370_955_2e19).contains(&float)
+            {
+                *value = if float < 0.0 {
+                    serde_json::Value::from(float as i64)
+                } else {
+                    serde_json::Value::from(float as u64)
+                };
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// Text is stored as text: a NUL character (`\u0000`, JSON's only way to send one) in any string
+/// or object key is refused rather than truncated or stored differently by the two backends.
+/// (The OpenAPI document states it as the pattern `NO_NUL_PATTERN` on body strings.)
+pub fn check_no_nul(value: &serde_json::Value) -> Result<(), ApiError> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(key, value)| key.contains('\0') || has_nul(value))
+            }
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(ApiError::validation("strings must not hold NUL characters (\\u0000)"));
+    }
+    Ok(())
+}
+
+/// Text without NUL, as a JSON Schema pattern.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
 pub fn parse_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
     if !value.is_object() {

@@ -36,6 +36,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every value, in the order the API documents them; `parse` reads `as_str` back.
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Owner => "owner",
@@ -46,13 +49,7 @@ impl Role {
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "member" => Some(Role::Member),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
+        Role::ALL.into_iter().find(|value| value.as_str() == text)
     }
 
     /// The default scopes of a role, which are also the most a key bound to the member may carry.

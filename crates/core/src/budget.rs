@@ -18,6 +18,9 @@ pub enum Period {
 }
 
 impl Period {
+    /// Every value, in the order the API documents them; `parse` reads `as_str` back.
+    pub const ALL: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Lifetime];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Period::Day => "day",
@@ -27,13 +30,7 @@ impl Period {
         }
     }
     pub fn parse(text: &str) -> Option<Period> {
-        match text {
-            "day" => Some(Period::Day),
-            "week" => Some(Period::Week),
-            "month" => Some(Period::Month),
-            "lifetime" => Some(Period::Lifetime),
-            _ => None,
-        }
+        Period::ALL.into_iter().find(|value| value.as_str() == text)
     }
 }
 
@@ -92,6 +89,9 @@ impl BudgetScope {
             }
         }
     }
+    /// The scope types, as `kind` names them; `account` alone has no id.
+    pub const KINDS: [&'static str; 4] = ["account", "member", "apiKey", "service"];
+
     pub fn parse(kind: &str, id: Option<String>) -> Option<BudgetScope> {
         match (kind, id) {
             ("account", None) => Some(BudgetScope::Account),
@@ -119,6 +119,9 @@ pub enum Enforcement {
 }
 
 impl Enforcement {
+    /// Every value, in the order the API documents them; `parse` reads `as_str` back.
+    pub const ALL: [Enforcement; 2] = [Enforcement::Block, Enforcement::Notify];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Enforcement::Block => "block",
@@ -126,11 +129,7 @@ impl Enforcement {
         }
     }
     pub fn parse(text: &str) -> Option<Enforcement> {
-        match text {
-            "block" => Some(Enforcement::Block),
-            "notify" => Some(Enforcement::Notify),
-            _ => None,
-        }
+        Enforcement::ALL.into_iter().find(|value| value.as_str() == text)
     }
 }
 

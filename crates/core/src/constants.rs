@@ -24,9 +24,25 @@ pub const RESERVATION_TTL_SECONDS_MAX: u64 = 86_400;
 /// The most commands the writer commits in one transaction.
 pub const COMMIT_BATCH_SIZE_MAX: usize = 2048;
 
-/// Short text fields (names, descriptions, references, metadata values).
+/// Short text fields (names, descriptions, references, metadata values), in characters.
 pub const TEXT_LENGTH_MAX: usize = 1024;
 pub const METADATA_ENTRIES_MAX: usize = 50;
+pub const METADATA_KEY_LENGTH_MAX: usize = 40;
+
+/// Service and operation ids: 1 to 64 of `a-z`, `0-9`, `-`, `_`; a service has at most 100
+/// operations.
+pub const SLUG_LENGTH_MAX: usize = 64;
+pub const OPERATIONS_MAX: usize = 100;
+
+/// Member emails, in characters.
+pub const EMAIL_LENGTH_MAX: usize = 254;
+
+/// An account's `expiringSoonDays`: 1 to 365.
+pub const EXPIRING_SOON_DAYS_MAX: u32 = 365;
+
+/// A budget has at most 10 thresholds, each 1 to 1000 percent of its limit.
+pub const BUDGET_THRESHOLDS_MAX: usize = 10;
+pub const BUDGET_THRESHOLD_PERCENT_MAX: u32 = 1000;
 
 const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(RESERVATION_TTL_SECONDS_DEFAULT <= RESERVATION_TTL_SECONDS_MAX);

@@ -34,6 +34,9 @@ pub enum CreditKind {
 }
 
 impl CreditKind {
+    /// Every value, in the order the API documents them; `parse` reads `as_str` back.
+    pub const ALL: [CreditKind; 2] = [CreditKind::Purchase, CreditKind::Grant];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CreditKind::Purchase => "purchase",
@@ -41,11 +44,7 @@ impl CreditKind {
         }
     }
     pub fn parse(text: &str) -> Option<CreditKind> {
-        match text {
-            "purchase" => Some(CreditKind::Purchase),
-            "grant" => Some(CreditKind::Grant),
-            _ => None,
-        }
+        CreditKind::ALL.into_iter().find(|value| value.as_str() == text)
     }
 }
 

@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
+use credits_core::EXPIRING_SOON_DAYS_MAX;
 use credits_store::{AccountPatch, AutoTopUp, Command, NewAccount};
 
 use super::{check_credits, check_slug, check_text, list_response};
@@ -38,9 +39,9 @@ fn check_threshold(threshold: Option<u64>) -> Result<(), ApiError> {
 
 fn check_days(days: Option<u32>) -> Result<(), ApiError> {
     match days {
-        Some(days) if !(1..=365).contains(&days) => {
-            Err(ApiError::validation("expiringSoonDays must be 1 to 365"))
-        }
+        Some(days) if !(1..=EXPIRING_SOON_DAYS_MAX).contains(&days) => Err(ApiError::validation(
+            format!("expiringSoonDays must be 1 to {EXPIRING_SOON_DAYS_MAX}"),
+        )),
         _ => Ok(()),
     }
 }

@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Json;
 
 use credits_core::budget::{BudgetScope, Enforcement, Period};
+use credits_core::{BUDGET_THRESHOLDS_MAX, BUDGET_THRESHOLD_PERCENT_MAX};
 use credits_store::{BudgetPatch, Command, NewBudget};
 
 use super::{check_credits, check_text, list_response};
@@ -24,8 +25,13 @@ fn enforcement_parse(text: &str) -> Result<Enforcement, ApiError> {
 
 /// Thresholds are percentages from 1 to 1000, at most 10; kept ascending without repeats.
 fn thresholds_checked(thresholds: Vec<u32>) -> Result<Vec<u32>, ApiError> {
-    if thresholds.len() > 10 || thresholds.iter().any(|t| !(1..=1000).contains(t)) {
-        return Err(ApiError::validation("thresholds are at most 10 percentages from 1 to 1000"));
+    if thresholds.len() > BUDGET_THRESHOLDS_MAX
+        || thresholds.iter().any(|t| !(1..=BUDGET_THRESHOLD_PERCENT_MAX).contains(t))
+    {
+        return Err(ApiError::validation(format!(
+            "thresholds are at most {BUDGET_THRESHOLDS_MAX} percentages from 1 to \
+             {BUDGET_THRESHOLD_PERCENT_MAX}"
+        )));
     }
     let mut thresholds = thresholds;
     thresholds.sort_unstable();

@@ -23,8 +23,8 @@ fn role_parse(role: &str) -> Result<Role, ApiError> {
 }
 
 /// A plausible address: something, `@`, something with a dot; at most 254 bytes.
-fn check_email(email: &str) -> Result<(), ApiError> {
-    let plausible = email.len() <= 254
+pub(crate) fn check_email(email: &str) -> Result<(), ApiError> {
+    let plausible = email.chars().count() <= credits_core::EMAIL_LENGTH_MAX
         && email.split_once('@').is_some_and(|(user, domain)| {
             !user.is_empty()
                 && domain.contains('.')

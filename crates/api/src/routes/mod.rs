@@ -17,7 +17,7 @@ pub mod webhooks;
 use axum::Json;
 use serde::Serialize;
 
-use credits_core::{credits_valid, TEXT_LENGTH_MAX};
+use credits_core::{credits_valid, SLUG_LENGTH_MAX, TEXT_LENGTH_MAX};
 use credits_store::Page;
 
 use crate::dto::ListResponse;
@@ -35,17 +35,17 @@ pub(crate) fn check_credits(field: &str, amount: u64) -> Result<u64, ApiError> {
 
 pub(crate) fn check_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
     match text {
-        Some(text) if text.is_empty() || text.len() > TEXT_LENGTH_MAX => {
-            Err(ApiError::validation(format!("{field} must be 1 to {TEXT_LENGTH_MAX} bytes")))
+        Some(text) if text.is_empty() || text.chars().count() > TEXT_LENGTH_MAX => {
+            Err(ApiError::validation(format!("{field} must be 1 to {TEXT_LENGTH_MAX} characters")))
         }
         _ => Ok(()),
     }
 }
 
-/// Service and operation ids: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
+/// Service and operation ids: 1 to 64 of `a-z`, `0-9`, `-`, `_` (`slug_pattern`).
 pub(crate) fn check_slug(field: &str, id: &str) -> Result<(), ApiError> {
     let valid = !id.is_empty()
-        && id.len() <= 64
+        && id.len() <= SLUG_LENGTH_MAX
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
@@ -54,6 +54,11 @@ pub(crate) fn check_slug(field: &str, id: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::validation(format!("{field} must be 1 to 64 of a-z, 0-9, - and _")))
     }
+}
+
+/// What `check_slug` accepts, as a pattern for the OpenAPI document.
+pub(crate) fn slug_pattern() -> String {
+    format!("^[a-z0-9_-]{{1,{SLUG_LENGTH_MAX}}}$")
 }
 
 pub(crate) fn list_response<T, D: Serialize>(

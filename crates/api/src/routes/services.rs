@@ -27,8 +27,9 @@ fn check_cost(field: &str, cost: u64) -> Result<(), ApiError> {
 }
 
 fn check_operations(operations: &BTreeMap<String, u64>) -> Result<(), ApiError> {
-    if operations.len() > 100 {
-        return Err(ApiError::validation("at most 100 operations"));
+    if operations.len() > credits_core::OPERATIONS_MAX {
+        let max = credits_core::OPERATIONS_MAX;
+        return Err(ApiError::validation(format!("at most {max} operations")));
     }
     for (name, cost) in operations {
         check_slug("operations key", name)?;

@@ -50,6 +50,9 @@ enum Dimension {
     Hour,
 }
 
+/// The names `groupBy` lists (`Dimension::parse`), for the OpenAPI document.
+pub const GROUP_BY_NAMES: [&str; 6] = ["service", "operation", "member", "apiKey", "day", "hour"];
+
 impl Dimension {
     fn parse(text: &str) -> Option<Dimension> {
         match text {

@@ -8,7 +8,9 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
-use credits_core::{BATCH_SIZE_MAX, METADATA_ENTRIES_MAX, TEXT_LENGTH_MAX};
+use credits_core::{
+    BATCH_SIZE_MAX, METADATA_ENTRIES_MAX, METADATA_KEY_LENGTH_MAX, TEXT_LENGTH_MAX,
+};
 use credits_store::{Command, Cost, Idempotency, NewUsage, UsageFilter, WriteRequest};
 
 use super::{check_credits, check_slug, check_text, list_response};
@@ -18,8 +20,8 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{
-    idempotency_key, idempotency_key_valid, parse_json, parse_time_query, parse_value,
-    request_hash, ApiQuery, RawBody,
+    check_no_nul, idempotency_key, idempotency_key_valid, parse_json, parse_json_with_nul,
+    parse_time_query, parse_value, request_hash, ApiQuery, RawBody,
 };
 use crate::{write, AppState};
 
@@ -53,15 +55,18 @@ fn usage_new(principal: &Principal, request: UsageCreate) -> Result<NewUsage, Ap
         None => None,
         Some(metadata) => {
             if metadata.len() > METADATA_ENTRIES_MAX {
-                return Err(ApiError::validation("metadata has at most 50 entries"));
+                return Err(ApiError::validation(format!(
+                    "metadata has at most {METADATA_ENTRIES_MAX} entries"
+                )));
             }
-            if metadata
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > TEXT_LENGTH_MAX)
-            {
-                return Err(ApiError::validation(
-                    "metadata keys are 1 to 40 bytes and values at most 1024 bytes",
-                ));
+            let chars = |text: &str| text.chars().count();
+            if metadata.iter().any(|(k, v)| {
+                k.is_empty() || chars(k) > METADATA_KEY_LENGTH_MAX || chars(v) > TEXT_LENGTH_MAX
+            }) {
+                return Err(ApiError::validation(format!(
+                    "metadata keys are 1 to {METADATA_KEY_LENGTH_MAX} characters and values at \
+                     most {TEXT_LENGTH_MAX} characters"
+                )));
             }
             Some(serde_json::to_string(&metadata).unwrap_or_default())
         }
@@ -110,6 +115,7 @@ fn batch_event(
         }
     };
     idempotency_key_valid(&key).map_err(|e| (Some(key.clone()), e))?;
+    check_no_nul(&event).map_err(|e| (Some(key.clone()), e))?;
     let request = parse_value::<UsageCreate>(&event).map_err(|e| (Some(key.clone()), e))?;
     let new = usage_new(principal, request).map_err(|e| (Some(key.clone()), e))?;
     let idempotency = Idempotency {
@@ -134,7 +140,8 @@ pub async fn batch(
     principal.require("usage:write")?;
     // Per-event keys make a retried batch replay exactly; a header key is checked but not needed.
     idempotency_key(&headers, false)?;
-    let parsed = parse_json::<UsageBatchRequest>(&body)?;
+    // Each event is checked on its own (NUL characters included) and fails alone.
+    let parsed = parse_json_with_nul::<UsageBatchRequest>(&body)?;
     let events = parsed.request.events;
     if events.is_empty() || events.len() > BATCH_SIZE_MAX {
         return Err(ApiError::validation("events must hold 1 to 1000 events"));

@@ -1,0 +1,125 @@
+"""Schemathesis hooks for .ci/schemathesis.sh (loaded through SCHEMATHESIS_HOOKS).
+
+One `before_call` hook, in every phase, does what Schemathesis suggests for data a document
+cannot describe ("seed known IDs", "a `before_call` hook can give unique fields fresh values"):
+
+- an operator names the account (`accountId` is required of operator keys, optional for account
+  keys, so the document declares it optional): where the run's operator key would otherwise send
+  none, the seeded account is named;
+- a service or operation id that is well formed is replaced by the seeded one, since usage, holds
+  and credit records must name one in the catalog;
+- a webhook URL that is a string is replaced by a public https URL (the URL policy is code);
+- service ids and member emails that are well formed are made unique, since a second service or
+  member with the same id or email is refused;
+- a credit record's `expiresAt` in the past (refused: a rule against the clock) is moved a month
+  into the future;
+- a redelivery to an account's endpoint of another account's event (404, as SPEC section 3 wants
+  of other accounts' objects, which Schemathesis would read as "the endpoint just created is not
+  found") names an event of the endpoint's account instead, when the run has seen one.
+
+Only values the document calls valid are replaced, by other valid values; Schemathesis revalidates
+a case a hook changed, so a schema-violating request stays one and is still expected to fail.
+"""
+
+import datetime
+import itertools
+import os
+import re
+
+import schemathesis
+
+ACCOUNT = os.environ["ST_ACCOUNT_ID"]
+SERVICE = os.environ["ST_SERVICE"]
+OPERATION = os.environ["ST_OPERATION"]
+WEBHOOK_URL = "https://hooks.example.com/credits"
+SLUG = re.compile(r"[a-z0-9_-]{1,64}")
+
+ACCOUNT_IN_QUERY = {"GET /v2/balance", "GET /v2/budgets", "GET /v2/members"}
+ACCOUNT_IN_BODY = {
+    "POST /v2/budgets",
+    "POST /v2/credits",
+    "POST /v2/members",
+    "POST /v2/reservations",
+    "POST /v2/usage",
+}
+SERVICE_IN_BODY = {"POST /v2/credits", "POST /v2/reservations", "POST /v2/usage"}
+UNIQUE_EMAIL = {"POST /v2/members", "PATCH /v2/members/{id}"}
+
+counter = itertools.count(1)
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    label = f"{case.method.upper()} {case.operation.path}"
+    if label in ACCOUNT_IN_QUERY:
+        query = case.query if isinstance(case.query, dict) else {}
+        if query.get("accountId") is None:
+            query["accountId"] = ACCOUNT
+            case.query = query
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if label in ACCOUNT_IN_BODY and body.get("accountId", None) is None:
+        body["accountId"] = ACCOUNT
+    if label in SERVICE_IN_BODY and isinstance(body.get("service"), str) and SLUG.fullmatch(body["service"]):
+        body["service"] = SERVICE
+    if label == "POST /v2/usage" and isinstance(body.get("operation"), str) and SLUG.fullmatch(body["operation"]):
+        body["operation"] = OPERATION
+    if label == "POST /v2/webhook-endpoints" and isinstance(body.get("url"), str):
+        body["url"] = WEBHOOK_URL
+    if label == "POST /v2/services" and isinstance(body.get("id"), str) and SLUG.fullmatch(body["id"]):
+        body["id"] = f"{body['id'][:52]}-u{next(counter)}"
+    if label in UNIQUE_EMAIL and isinstance(body.get("email"), str):
+        email, prefix = body["email"], f"u{next(counter)}-"
+        if len(email) + len(prefix) <= 254:
+            body["email"] = prefix + email
+        elif email.find("@") > len(prefix):
+            body["email"] = prefix + email[email.find("@") - 1 :]
+    if label == "POST /v2/credits" and isinstance(body.get("expiresAt"), str):
+        try:
+            at = datetime.datetime.fromisoformat(body["expiresAt"].replace("z", "Z"))
+        except ValueError:
+            at = None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if at is not None and at.tzinfo is not None and at <= now:
+            body["expiresAt"] = (now + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Accounts of the endpoints and events the run has seen, for redeliveries.
+endpoint_accounts = {}
+event_accounts = {}
+
+
+@schemathesis.hook("after_call")
+def remember_accounts(context, case, response):
+    if response.status_code not in (200, 201):
+        return
+    try:
+        data = response.json()
+    except Exception:
+        return
+    items = data.get("data", [data]) if isinstance(data, dict) else []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        if item["id"].startswith("whe_"):
+            endpoint_accounts[item["id"]] = item.get("accountId")
+        elif item["id"].startswith("evt_"):
+            event_accounts[item["id"]] = item.get("accountId")
+
+
+@schemathesis.hook("before_call")
+def redeliver_own_event(context, case, kwargs):
+    if case.method.upper() != "POST" or case.operation.path != "/v2/webhook-endpoints/{id}/redeliver":
+        return
+    body = case.body
+    endpoint = (case.path_parameters or {}).get("id")
+    if not isinstance(body, dict) or endpoint not in endpoint_accounts:
+        return
+    account = endpoint_accounts[endpoint]
+    event = body.get("eventId")
+    if account is None or not isinstance(event, str) or event_accounts.get(event) == account:
+        return
+    own = [e for e, a in event_accounts.items() if a == account]
+    if own:
+        body["eventId"] = own[-1]

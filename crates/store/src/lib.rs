@@ -9,6 +9,7 @@
 
 mod backup;
 mod bulk;
+mod checkpoint;
 mod db;
 mod faults;
 mod hot;
@@ -108,12 +109,21 @@ pub struct Store {
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that the last commit is
 /// done before the process exits.
-pub struct WriterHandle(JoinHandle<()>);
+pub struct WriterHandle {
+    writer: JoinHandle<()>,
+    /// SQLite's checkpointer, which stops after the writer.
+    checkpointer: Option<JoinHandle<()>>,
+}
 
 impl WriterHandle {
     pub fn join(self) {
-        if self.0.join().is_err() {
+        if self.writer.join().is_err() {
             tracing::error!("the writer thread panicked");
+        }
+        if let Some(checkpointer) = self.checkpointer {
+            if checkpointer.join().is_err() {
+                tracing::error!("the checkpoint thread panicked");
+            }
         }
     }
 }
@@ -154,7 +164,7 @@ impl Store {
             connection: Some(Box::new(connection)),
         };
         let readers = Readers::Pg(Arc::new(PgReaders(Some(readers))));
-        Store::start(backend, readers, render, Hooks::default())
+        Store::start(backend, readers, render, Hooks::default(), None)
     }
 
     fn start(
@@ -162,13 +172,19 @@ impl Store {
         readers: Readers,
         render: Render,
         hooks: Hooks,
+        checkpointer: Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         let (sender, receiver) = mpsc::channel(credits_core::COMMIT_BATCH_SIZE_MAX * 4);
-        let thread = std::thread::Builder::new()
+        let (stop, checkpointer) = checkpointer.unzip();
+        let writer = std::thread::Builder::new()
             .name("credits-writer".into())
-            .spawn(move || writer::run(backend, receiver, render, hooks))
+            .spawn(move || {
+                writer::run(backend, receiver, render, hooks);
+                // The checkpointer's last checkpoint follows the writer's last commit.
+                drop(stop);
+            })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok((Store { writer: sender, readers }, WriterHandle(thread)))
+        Ok((Store { writer: sender, readers }, WriterHandle { writer, checkpointer }))
     }
 
     /// Opens (creating if needed) the database at `path`, runs migrations and starts the writer.
@@ -185,13 +201,18 @@ impl Store {
     ) -> Result<(Store, WriterHandle), StoreError> {
         let mut connection = schema::open_writer(path)?;
         schema::migrate(&mut connection)?;
+        // Checkpoints run on a thread of their own, not inside the writer's commits.
+        connection.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let checkpointer = checkpoint::start(path, stopped)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.execute_batch(
                 "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -16000;",
             )
         });
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
-        Store::start(writer::Backend::Sqlite(connection), Readers::Sqlite(readers), render, hooks)
+        let backend = writer::Backend::Sqlite(connection);
+        Store::start(backend, Readers::Sqlite(readers), render, hooks, Some((stop, checkpointer)))
     }
 
     /// Executes one write and answers once it is durable.

@@ -5,13 +5,18 @@
 //! and fsyncs it, and every request of the batch waits (about an eighth of the writer's time under
 //! load, see docs/PERFORMANCE.md). The writer's connection turns it off (`wal_autocheckpoint = 0`)
 //! and this thread runs a `PASSIVE` checkpoint every 100 ms when there were commits, which never
-//! blocks the writer or the readers; past 16 MB of WAL it runs a `RESTART` one, which holds the
-//! writer back only while it copies the last commits' pages, so that the WAL starts over.
+//! blocks the writer or the readers. Such a checkpoint never finds the WAL wholly copied when a
+//! busy writer starts its next transaction, so the writer would never start the WAL over and it
+//! would grow without end: past 16 MB of WAL this thread asks the writer to run a checkpoint
+//! itself after its next commit, which only copies the pages of the commits since this thread's
+//! last one (SQLite's own `RESTART` mode would make the writer sleep in its busy handler).
 //! Durability does not change: a commit is durable once its WAL frames are fsynced, by the
 //! writer, before it is acknowledged.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,21 +29,26 @@ use crate::StoreError;
 /// pages) would checkpoint about four times as often, each time inside a commit.
 const INTERVAL: Duration = Duration::from_millis(100);
 
-/// WAL frames (of 4 KB pages) past which the WAL is restarted.
+/// WAL frames (of 4 KB pages) past which the writer is asked to let the WAL start over.
 const RESTART_FRAMES: i64 = 4096;
 
 /// Starts the checkpointer of the database at `path`; it runs a last checkpoint and stops once
 /// `stop`'s sender is dropped (when the writer stops).
-pub(crate) fn start(path: &Path, stop: Receiver<()>) -> Result<JoinHandle<()>, StoreError> {
+/// `restart` is set when the writer should checkpoint after its next commit.
+pub(crate) fn start(
+    path: &Path,
+    stop: Receiver<()>,
+    restart: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, StoreError> {
     let connection = Connection::open(path)?;
     connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
     std::thread::Builder::new()
         .name("credits-checkpoint".into())
-        .spawn(move || run(&connection, &stop))
+        .spawn(move || run(&connection, &stop, &restart))
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
-fn run(connection: &Connection, stop: &Receiver<()>) {
+fn run(connection: &Connection, stop: &Receiver<()>, restart: &AtomicBool) {
     // `data_version` changes whenever another connection (the writer) has committed.
     let mut seen: Option<i64> = None;
     loop {
@@ -53,10 +63,17 @@ fn run(connection: &Connection, stop: &Receiver<()>) {
             Err(_) => true,
         };
         if changed || last {
-            if let Err(error) = checkpoint(connection) {
-                tracing::warn!(%error, "WAL checkpoint failed; trying again");
-            } else {
-                seen = version.ok();
+            // Copies what no reader still needs and never waits for the writer or the readers.
+            let frames = connection
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1));
+            match frames {
+                Ok(frames) => {
+                    seen = version.ok();
+                    if frames > RESTART_FRAMES {
+                        restart.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "WAL checkpoint failed; trying again"),
             }
         }
         if last {
@@ -65,17 +82,12 @@ fn run(connection: &Connection, stop: &Receiver<()>) {
     }
 }
 
-/// Copies the WAL into the database file without waiting for anyone. A checkpoint that runs
-/// beside a busy writer never finds the WAL wholly copied when the writer starts its next
-/// transaction, so the writer never starts the WAL over and it would grow without end: past
-/// [`RESTART_FRAMES`] the checkpointer makes the writer wait (briefly: the frames left to copy
-/// are the last few commits') while it copies the rest, so that the next commit starts the WAL
-/// from its beginning.
-fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
-    let frames: i64 =
-        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
-    if frames > RESTART_FRAMES {
-        connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+/// Run by the writer after a commit when the checkpointer asked for it (see the module's text):
+/// the WAL starts over at the next commit unless a reader still reads from it.
+pub(crate) fn after_commit(connection: &Connection, restart: &AtomicBool) {
+    if restart.swap(false, Ordering::Relaxed) {
+        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed; the checkpointer will ask again");
+        }
     }
-    Ok(())
 }

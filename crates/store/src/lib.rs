@@ -204,14 +204,15 @@ impl Store {
         // Checkpoints run on a thread of their own, not inside the writer's commits.
         connection.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         let (stop, stopped) = std::sync::mpsc::channel();
-        let checkpointer = checkpoint::start(path, stopped)?;
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = checkpoint::start(path, stopped, restart.clone())?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.execute_batch(
                 "PRAGMA busy_timeout = 5000; PRAGMA query_only = 1; PRAGMA cache_size = -16000;",
             )
         });
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
-        let backend = writer::Backend::Sqlite(connection);
+        let backend = writer::Backend::Sqlite { connection, restart };
         Store::start(backend, Readers::Sqlite(readers), render, hooks, Some((stop, checkpointer)))
     }
 

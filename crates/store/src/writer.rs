@@ -152,14 +152,21 @@ impl Writer {
 
 /// The writer's connection: SQLite's own, or PostgreSQL's, opened again whenever it is lost.
 pub(crate) enum Backend {
-    Sqlite(r2d2_sqlite::rusqlite::Connection),
-    Pg { config: Box<postgres::Config>, connection: Option<Box<PgConn>> },
+    /// `restart`: set by the checkpointer when the writer should checkpoint after a commit.
+    Sqlite {
+        connection: r2d2_sqlite::rusqlite::Connection,
+        restart: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    },
+    Pg {
+        config: Box<postgres::Config>,
+        connection: Option<Box<PgConn>>,
+    },
 }
 
 impl Backend {
     fn conn(&mut self) -> Result<Conn<'_>, StoreError> {
         match self {
-            Backend::Sqlite(connection) => Ok(Conn::Sqlite(connection)),
+            Backend::Sqlite { connection, .. } => Ok(Conn::Sqlite(connection)),
             Backend::Pg { config, connection } => {
                 if connection.as_ref().is_some_and(|c| c.client.is_closed()) {
                     *connection = None;
@@ -257,6 +264,10 @@ pub(crate) fn run(
                 for (job, results) in jobs.into_iter().zip(results) {
                     // A caller that went away still had its write committed; nothing to do.
                     let _ = job.reply.send(results);
+                }
+                // After the answers, so that nobody waits for it.
+                if let Backend::Sqlite { connection, restart } = &backend {
+                    crate::checkpoint::after_commit(connection, restart);
                 }
             }
             Err(error) => {

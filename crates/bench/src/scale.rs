@@ -4,13 +4,14 @@
 //! history; start-up must stay short with a large store; memory per active account and per
 //! retained idempotency key must be small. Method, in one command:
 //!
-//! 1. `flat`: start the service on a fresh directory, create and fund account A through the API,
-//!    restart it (start-up on a freshly funded store), measure on A: `POST /v2/usage` at each of
+//! 1. `flat`: on a fresh directory, create and fund account A through the API and charge it one
+//!    usage; keep a copy of that store; into the original, seed account B with `--entries`
+//!    usages and their ledger entries by SQL (`seed.rs`: copies of A's rows). Start a service on
+//!    each (timing start-up on the freshly funded and on the large store), and run every
+//!    measurement on A, on B, and on A again, seconds apart: `POST /v2/usage` at each of
 //!    `--connections`, then `GET /v2/balance` and the first and a deep page (reached through a
 //!    `to` filter in the middle of the history, then its `nextCursor`) of `GET /v2/usage` and
-//!    `GET /v2/ledger`. Stop; seed account B with `--entries` usages and their ledger entries by
-//!    SQL (`seed.rs`: copies of A's rows); start again (start-up with the large store) and
-//!    measure the same on B. Balances of A and B are checked at the end of each part.
+//!    `GET /v2/ledger`; then time a few filtered requests once. Balances are checked at the end.
 //! 2. `memory`: a fresh directory with `--accounts` funded accounts (a template through the API,
 //!    the rest by SQL); resident memory (VmRSS, VmHWM) of the service at ready, after usages on
 //!    1000 of them, after one usage on every account, and after `--keys` more usages (each with
@@ -26,7 +27,7 @@ use anyhow::{bail, Context};
 use crate::load::{self, Kind, Tally, Target};
 use crate::seed;
 use crate::server::{self, Memory, Server};
-use crate::{grouped, load_average, run_scenario, run_scenario_at, Measured, Shared};
+use crate::{grouped, load_average, run_scenario_at, Measured, Shared};
 
 #[derive(clap::Args, Debug)]
 pub struct ScaleArgs {
@@ -162,24 +163,28 @@ impl Run<'_> {
         let first_usage = match account {
             None => None,
             Some(account) => {
-                let response = client
-                    .post(format!("{base}/v2/usage"))
-                    .header("authorization", &self.authorization)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", format!("{}-first-{}", self.tag, now_micros()))
-                    .body(format!(
-                        r#"{{"accountId":"{account}","service":"smartcheck","quantity":1}}"#
-                    ))
-                    .send()
-                    .await?;
-                let status = response.status().as_u16();
-                if status != 201 {
-                    bail!("the first usage answered {status}: {}", response.text().await?);
-                }
+                self.usage_once(&base, account).await?;
                 Some(spawned.elapsed())
             }
         };
         Ok((server, Startup { listening, ready, first_usage, memory }))
+    }
+
+    /// One `POST /v2/usage` of `account` (smartcheck x 1), which must answer 201.
+    async fn usage_once(&self, base: &str, account: &str) -> anyhow::Result<()> {
+        let response = self.clients[0]
+            .post(format!("{base}/v2/usage"))
+            .header("authorization", &self.authorization)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("{}-once-{}", self.tag, now_micros()))
+            .body(format!(r#"{{"accountId":"{account}","service":"smartcheck","quantity":1}}"#))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        if status != 201 {
+            bail!("a usage of {account} answered {status}: {}", response.text().await?);
+        }
+        Ok(())
     }
 
     /// The scenario context; `tag` makes the idempotency keys of one scenario run unique (keys
@@ -265,81 +270,143 @@ fn data_dir(context: &Run<'_>, part: &str) -> PathBuf {
     ))
 }
 
-/// The measurements of one account in the `flat` part.
-struct Phase {
-    results: Vec<Measured>,
+/// One store under measurement in the `flat` part: its service, the measured account and what
+/// was found on it.
+struct Side {
+    server: Server,
+    account: String,
+    /// When the account's history starts (µs since the epoch).
+    since: i64,
+    target: Arc<Target>,
+    /// Each measurement: kind, connections, path; the same list on every side.
+    plan: Vec<(Kind, usize, String)>,
     /// Per list: the time of the `to`-filtered request that found the deep cursor, and the
     /// `createdAt` of the deep page's first item.
     deep: Vec<(&'static str, Duration, String)>,
-    /// Usages acknowledged on the account (the first usage after start included).
+    /// One-off filtered requests (label, time, status), after the measurements.
+    probes: Vec<(String, Duration, u16)>,
+    /// Usages acknowledged on the account by the measurements and the first usage after start.
     charged: u64,
     unknown: u64,
 }
 
-/// Hot usages, then balance and list pages of `account`, whose history started at `since`.
-async fn phase(
-    context: &Run<'_>,
-    server: &Server,
-    account: &str,
-    since: i64,
-) -> anyhow::Result<Phase> {
-    let target = Arc::new(context.target(server, vec![account.to_string()]));
-    let shared = context.shared(server, &target, &context.tag);
-    let mut results = Vec::new();
-    let say = |kind: &Kind, c: usize| {
-        eprintln!("credits-bench: {} x{c} (load {})", kind.name(), load_average());
-    };
-    for &c in &context.args.connections {
-        say(&Kind::Hot, c);
-        let tag = format!("{}-{account}-c{c}", context.tag);
-        let shared = context.shared(server, &target, &tag);
-        results.push(run_scenario(Kind::Hot, c, &shared).await?);
-    }
-    let mut reads = vec![(Kind::Balance, String::new())];
-    let mut deep = Vec::new();
-    for (list, path) in [("usage", "/v2/usage"), ("ledger", "/v2/ledger")] {
-        let first = format!("{path}?accountId={account}&limit=100");
-        let middle = since + (now_micros() - since) / 2;
-        let started = Instant::now();
-        let (status, page) = load::get_json(
-            &context.clients[0],
-            &target,
-            0,
-            &format!("{first}&to={}", rfc3339(middle)),
-        )
-        .await?;
-        let lookup = started.elapsed();
-        let Some(cursor) = page["nextCursor"].as_str() else {
-            bail!("GET {first}&to=… answered {status} without a nextCursor: {page}");
-        };
-        let deep_path = format!("{first}&cursor={cursor}");
-        let (status, page) = load::get_json(&context.clients[0], &target, 0, &deep_path).await?;
-        let created = page["data"][0]["createdAt"].as_str().unwrap_or("?").to_string();
-        if status != 200 {
-            bail!("GET {deep_path} answered {status}: {page}");
-        }
-        deep.push((list, lookup, created));
-        let (first_label, deep_label) = if list == "usage" {
-            ("usage-page1", "usage-deep")
-        } else {
-            ("ledger-page1", "ledger-deep")
-        };
-        reads.push((Kind::Get(first_label), first));
-        reads.push((Kind::Get(deep_label), deep_path));
-    }
-    for (kind, path) in reads {
-        for &c in &context.args.connections {
-            say(&kind, c);
-            results.push(run_scenario_at(kind, c, &shared, path.clone()).await?);
+impl Side {
+    /// Debits first (so that the empty store's account has a history to page through too).
+    fn new(context: &Run<'_>, server: Server, account: &str, since: i64) -> Side {
+        let target = Arc::new(context.target(&server, vec![account.to_string()]));
+        let plan =
+            context.args.connections.iter().map(|&c| (Kind::Hot, c, String::new())).collect();
+        Side {
+            server,
+            account: account.to_string(),
+            since,
+            target,
+            plan,
+            deep: Vec::new(),
+            probes: Vec::new(),
+            charged: 1,
+            unknown: 0,
         }
     }
-    let mut charged = 0;
-    let mut unknown = 0;
-    for measured in &results {
-        charged += measured.tally.charged.iter().map(|&n| u64::from(n)).sum::<u64>();
-        unknown += measured.tally.unknown.iter().map(|&n| u64::from(n)).sum::<u64>();
+
+    /// Adds the reads: balance, then page 1 and a deep page of the usage and ledger lists. The
+    /// deep page is the `nextCursor` of the page that a `to=` filter in the middle of the
+    /// account's history gives.
+    async fn add_reads(&mut self, context: &Run<'_>) -> anyhow::Result<()> {
+        let account = &self.account;
+        let mut reads = vec![(Kind::Balance, format!("/v2/balance?accountId={account}"))];
+        for (list, path) in [("usage", "/v2/usage"), ("ledger", "/v2/ledger")] {
+            let first = format!("{path}?accountId={account}&limit=100");
+            let middle = self.since + (now_micros() - self.since) / 2;
+            let started = Instant::now();
+            let (status, page) = load::get_json(
+                &context.clients[0],
+                &self.target,
+                0,
+                &format!("{first}&to={}", rfc3339(middle)),
+            )
+            .await?;
+            let lookup = started.elapsed();
+            let Some(cursor) = page["nextCursor"].as_str() else {
+                bail!("GET {first}&to=… answered {status} without a nextCursor: {page}");
+            };
+            let deep_path = format!("{first}&cursor={cursor}");
+            let (status, page) =
+                load::get_json(&context.clients[0], &self.target, 0, &deep_path).await?;
+            if status != 200 {
+                bail!("GET {deep_path} answered {status}: {page}");
+            }
+            let created = page["data"][0]["createdAt"].as_str().unwrap_or("?").to_string();
+            self.deep.push((list, lookup, created));
+            let (first_label, deep_label) = if list == "usage" {
+                ("usage-page1", "usage-deep")
+            } else {
+                ("ledger-page1", "ledger-deep")
+            };
+            reads.push((Kind::Get(first_label), first));
+            reads.push((Kind::Get(deep_label), deep_path));
+        }
+        for (kind, path) in reads {
+            for &c in &context.args.connections {
+                self.plan.push((kind, c, path.clone()));
+            }
+        }
+        Ok(())
     }
-    Ok(Phase { results, deep, charged, unknown })
+
+    /// Runs measurement `index` of the plan; `name` makes its idempotency keys unique (the
+    /// operator's keys share one scope, and the load numbers keys per connection).
+    async fn measure(
+        &mut self,
+        context: &Run<'_>,
+        index: usize,
+        name: &str,
+    ) -> anyhow::Result<Measured> {
+        let (kind, c, path) = self.plan[index].clone();
+        eprintln!("credits-bench: {name}: {} x{c} (load {})", kind.name(), load_average());
+        let tag = format!("{}-{name}-{index}", context.tag);
+        let shared = context.shared(&self.server, &self.target, &tag);
+        // `Kind::Balance` reads a random account of the target: its only one.
+        let measured = run_scenario_at(kind, c, &shared, path).await?;
+        self.charged += measured.tally.charged.iter().map(|&n| u64::from(n)).sum::<u64>();
+        self.unknown += measured.tally.unknown.iter().map(|&n| u64::from(n)).sum::<u64>();
+        Ok(measured)
+    }
+
+    /// Filters that select by time or type rather than by an index prefix, timed once each.
+    async fn probe(&mut self, context: &Run<'_>) -> anyhow::Result<()> {
+        let (account, since) = (&self.account, rfc3339(self.since));
+        for (list, lookup, _) in &self.deep {
+            self.probes.push((
+                format!("`GET /v2/{list}?to=` (middle of the history)"),
+                *lookup,
+                200,
+            ));
+        }
+        for (label, path) in [
+            (
+                "`GET /v2/usage?from=` (the account's creation)",
+                format!("/v2/usage?accountId={account}&limit=100&from={since}"),
+            ),
+            (
+                "`GET /v2/ledger?from=` (the account's creation)",
+                format!("/v2/ledger?accountId={account}&limit=100&from={since}"),
+            ),
+            (
+                "`GET /v2/ledger?type=purchase`",
+                format!("/v2/ledger?accountId={account}&limit=100&type=purchase"),
+            ),
+            (
+                "`GET /v2/usage/summary` (default: last 30 days)",
+                format!("/v2/usage/summary?accountId={account}"),
+            ),
+        ] {
+            let started = Instant::now();
+            let (status, _) = load::get_json(&context.clients[0], &self.target, 0, &path).await?;
+            self.probes.push((label.to_string(), started.elapsed(), status));
+        }
+        Ok(())
+    }
 }
 
 /// `GET /v2/balance` of `account` must show `expected` available (give or take `unknown`
@@ -392,13 +459,33 @@ fn startup_row(out: &mut String, store: &str, startup: &Startup, data_bytes: u64
     );
 }
 
+/// Copies the files of a stopped service's data directory.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn percentiles(measured: &mut Measured) -> (f64, f64) {
+    measured.tally.latencies_us.sort_unstable();
+    let sorted = &measured.tally.latencies_us;
+    (measured.latency_ms(sorted, 50.0), measured.latency_ms(sorted, 99.0))
+}
+
 async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
     let args = context.args;
     let dir = data_dir(context, "flat");
+    let empty_dir = data_dir(context, "flat-empty");
     let database = dir.join("credits.db");
-    eprintln!("credits-bench: flat: data in {}", dir.display());
+    eprintln!("credits-bench: flat: data in {} and {}", dir.display(), empty_dir.display());
 
-    // A brand-new directory (migrations, admin key), then account A through the API.
+    // A brand-new directory (migrations, admin key), then account A through the API with one
+    // usage (the template of the seeded rows).
     let (server, new_start) = context.start(&dir, None).await?;
     let target = context.target(&server, Vec::new());
     let (status, service) =
@@ -409,40 +496,74 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
     };
     let a_since = now_micros();
     let a = load::setup_accounts(&context.clients[..1], &target, 1, args.fund).await?.remove(0);
+    context.usage_once(&server.base_url(), &a).await?;
     server.stop().await?;
-
-    // Start-up and measurements on the freshly funded store.
-    let empty_bytes = crate::directory_bytes(&dir);
-    let (server, empty_start) = context.start(&dir, Some(&a)).await?;
-    eprintln!("credits-bench: flat: empty store, account {a}");
-    let mut empty = phase(context, &server, &a, a_since).await?;
-    empty.charged += 1;
-    let empty_check =
-        check_balance(context, &server, &a, args.fund - cost * empty.charged, empty.unknown)
-            .await?;
-    let empty_log = server.log();
-    let empty_exit = server.stop().await?;
-
-    // The large history, seeded while the service is stopped.
+    // The freshly funded store, kept aside; the large history goes into the original.
+    copy_dir(&dir, &empty_dir)?;
     eprintln!("credits-bench: flat: seeding {} ledger entries", args.entries);
     let span = i64::try_from(args.history_days.max(1) * 86_400 * 1_000_000)?;
     let history = seed::history(&database, &a, args.entries, args.fund, now_micros(), span)?;
     if history.cost != cost {
         bail!("the template usage cost {} credits, the catalog says {cost}", history.cost);
     }
-    let full_bytes = crate::directory_bytes(&dir);
+    let (empty_bytes, full_bytes) =
+        (crate::directory_bytes(&empty_dir), crate::directory_bytes(&dir));
+
+    // Both services run side by side; each measurement runs on the empty store, the large one,
+    // and the empty one again, seconds apart, so that drift of the shared box cancels out.
+    let (server, empty_start) = context.start(&empty_dir, Some(&a)).await?;
+    let mut empty = Side::new(context, server, &a, a_since);
     let b = history.account_id.clone();
     let (server, full_start) = context.start(&dir, Some(&b)).await?;
-    eprintln!("credits-bench: flat: {} entries, account {b}", args.entries);
-    let mut full = phase(context, &server, &b, history.created_at).await?;
-    full.charged += 1;
-    let full_check =
-        check_balance(context, &server, &b, history.remaining - cost * full.charged, full.unknown)
-            .await?;
-    let full_log = server.log();
-    let full_exit = server.stop().await?;
+    let mut full = Side::new(context, server, &b, history.created_at);
+    eprintln!(
+        "credits-bench: flat: empty store (account {a}) beside {} entries ({b})",
+        args.entries
+    );
+    let mut before = Vec::new();
+    let mut large = Vec::new();
+    let mut after = Vec::new();
+    let mut index = 0;
+    while index < empty.plan.len() {
+        before.push(empty.measure(context, index, "before").await?);
+        large.push(full.measure(context, index, "large").await?);
+        after.push(empty.measure(context, index, "after").await?);
+        index += 1;
+        if index == args.connections.len() && empty.plan.len() == index {
+            empty.add_reads(context).await?;
+            full.add_reads(context).await?;
+        }
+    }
+    empty.probe(context).await?;
+    full.probe(context).await?;
+    // One usage of A was acknowledged before the copy: the template of the seeded rows.
+    let empty_check = check_balance(
+        context,
+        &empty.server,
+        &a,
+        args.fund - cost * (empty.charged + 1),
+        empty.unknown,
+    )
+    .await?;
+    let full_check = check_balance(
+        context,
+        &full.server,
+        &b,
+        history.remaining - cost * full.charged,
+        full.unknown,
+    )
+    .await?;
+    let (empty_deep, empty_probes) = (empty.deep, empty.probes);
+    let (full_deep, full_probes) = (full.deep, full.probes);
+    let mut logs = Vec::new();
+    let mut exits = Vec::new();
+    for server in [empty.server, full.server] {
+        logs.push(server.log());
+        exits.push(server.stop().await?);
+    }
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&empty_dir);
     }
 
     let entries = grouped(args.entries as f64);
@@ -450,7 +571,7 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
     let _ = writeln!(out, "### Flat cost: empty store vs {entries} ledger entries\n");
     let _ = writeln!(
         out,
-        "- account A: created and funded through the API on a fresh store, then measured; account B: created {} days before the seeding with {entries} usages and their {entries} ledger entries from {} to {}, seeded by SQL into the same file ({} rows in {:.1} s, {} rows/s), then measured. Same binary, same process settings, same run.",
+        "- empty store: account A created and funded through the API on a fresh store, with one usage; a copy of that store is kept aside. Large store: into the original, account B created {} days before the seeding, with {entries} usages and their {entries} ledger entries from {} to {}, seeded by SQL ({} rows in {:.1} s, {} rows/s, fsync included). Both services run side by side; each measurement runs on A in the empty store (\"before\"), on B in the large store, then on A again (\"after\"), seconds apart, so that drift of the shared box shows and mostly cancels.",
         args.history_days,
         rfc3339(history.first_usage_at),
         rfc3339(history.last_usage_at),
@@ -458,62 +579,103 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
         history.seconds,
         grouped(history.rows as f64 / history.seconds.max(1e-9)),
     );
+    let lookups: Vec<String> = empty_deep
+        .iter()
+        .zip(&full_deep)
+        .map(|((list, _, c0), (_, _, c1))| format!("{list}: from {c0} on A, from {c1} on B"))
+        .collect();
     let _ = writeln!(
         out,
-        "- list pages: `limit=100`; page 1 has no cursor; the deep page is `cursor=` the `nextCursor` of the page just before the middle of the account's history (found once with `to=`: {}).",
-        empty
-            .deep
-            .iter()
-            .zip(&full.deep)
-            .map(|((list, t0, c0), (_, t1, c1))| format!(
-                "{list}: {:.1} ms empty, {:.1} ms with {entries} (deep page starts at {c0} and {c1})",
-                ms(*t0),
-                ms(*t1)
-            ))
+        "- list pages: `limit=100`; page 1 has no cursor; the deep page is `cursor=` the `nextCursor` of the page with `to=` the middle of the account's history, found after the debits ({}).",
+        lookups.join("; ")
+    );
+    let _ = writeln!(
+        out,
+        "- balance checks: A {empty_check}, B {full_check}. Service logs: {}; exits: {}\n",
+        logs.iter()
+            .map(|log| format!("{} ERROR / {} WARN", log.errors, log.warnings))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join(", "),
+        exits.join(", ")
     );
     let _ = writeln!(
         out,
-        "- balance check: A {empty_check}, B {full_check}; service log: {} ERROR / {} WARN (empty), {} ERROR / {} WARN (large); exits: {empty_exit}, {full_exit}\n",
-        empty_log.errors, empty_log.warnings, full_log.errors, full_log.warnings
+        "| measurement | conns | before: per s | p50 ms | p99 ms | {entries}: per s | p50 ms | p99 ms | after: per s | p50 ms | p99 ms | p50 ratio | p99 ratio | throughput ratio | errors |"
     );
-    let _ = writeln!(
-        out,
-        "| measurement | conns | empty: per s | p50 ms | p99 ms | {entries}: per s | p50 ms | p99 ms | p50 ratio | p99 ratio | throughput ratio (empty ÷ large) | errors |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for (e, f) in empty.results.iter_mut().zip(full.results.iter_mut()) {
-        e.tally.latencies_us.sort_unstable();
-        f.tally.latencies_us.sort_unstable();
-        let (e50, e99) =
-            (e.latency_ms(&e.tally.latencies_us, 50.0), e.latency_ms(&e.tally.latencies_us, 99.0));
-        let (f50, f99) =
-            (f.latency_ms(&f.tally.latencies_us, 50.0), f.latency_ms(&f.tally.latencies_us, 99.0));
-        let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}x", a / b) } else { "?".into() };
-        let (er, fr) = (e.requests_per_second(), f.requests_per_second());
+    let _ =
+        writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "?".into() };
+    for ((e, f), g) in before.iter_mut().zip(large.iter_mut()).zip(after.iter_mut()) {
+        let (e50, e99) = percentiles(e);
+        let (f50, f99) = percentiles(f);
+        let (g50, g99) = percentiles(g);
+        let (er, fr, gr) =
+            (e.requests_per_second(), f.requests_per_second(), g.requests_per_second());
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {e50:.2} | {e99:.2} | {} | {f50:.2} | {f99:.2} | **{}** | {} | {} | {} / {} |",
+            "| {} | {} | {} | {e50:.2} | {e99:.2} | {} | {f50:.2} | {f99:.2} | {} | {g50:.2} | {g99:.2} | **{}** / {} | {} / {} | {} / {} | {} / {} / {} |",
             e.kind.name(),
             e.connections,
             grouped(er),
             grouped(fr),
+            grouped(gr),
             ratio(f50, e50),
+            ratio(f50, g50),
             ratio(f99, e99),
+            ratio(f99, g99),
             ratio(er, fr),
+            ratio(gr, fr),
             tally_errors(&e.tally),
             tally_errors(&f.tally),
+            tally_errors(&g.tally),
         );
     }
     let _ = writeln!(
         out,
-        "\nRatios are large ÷ empty for latency, empty ÷ large for throughput: above 1 the large store is slower (target: at most 1.2x).\n"
+        "\nRatios: large ÷ before / large ÷ after for latency, before ÷ large / after ÷ large for throughput; above 1 the large store is slower (target: at most 1.2). Each scenario: `POST /v2/usage` on the account (`hot`), `GET /v2/balance`, and `GET /v2/usage` / `GET /v2/ledger` with `accountId`.\n"
     );
-    let _ = writeln!(out, "### Start-up\n");
     let _ = writeln!(
         out,
-        "Time from spawning `credits serve` on the data directory (OS page cache warm: the file was just written) until it prints its listening line, `/readyz` answers 200, and a first `POST /v2/usage` answers 201; resident memory at ready.\n"
+        "Where the debits' time went (`hot` rows; CPU in cores over the measured window, writes of the service process, flushes of the whole device):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| store | conns | usages/s | service CPU | writer thread | disk flushes/s | KB written/usage |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (store, results) in [("before", &before), ("large", &large), ("after", &after)] {
+        for measured in results.iter().filter(|m| m.kind == Kind::Hot) {
+            let rate = measured.events_per_second();
+            let usage = &measured.usage;
+            let _ = writeln!(
+                out,
+                "| {store} | {} | {} | {} | {} | {} | {} |",
+                measured.connections,
+                grouped(rate),
+                crate::optional(usage.server_cores, 2),
+                crate::optional(usage.writer_cores, 2),
+                crate::optional(usage.flushes_per_second, 0),
+                crate::optional(
+                    usage.written_per_second.filter(|_| rate > 0.0).map(|w| w / 1024.0 / rate),
+                    1
+                ),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nOne-off requests with filters, `limit=100`, timed once each after the measurements (ms, HTTP status):\n"
+    );
+    let _ = writeln!(out, "| request | A (empty store) | B ({entries}) |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (p0, p1) in empty_probes.iter().zip(&full_probes) {
+        let cell = |p: &(String, Duration, u16)| format!("{:.1} ({})", ms(p.1), p.2);
+        let _ = writeln!(out, "| {} | {} | {} |", p0.0, cell(p0), cell(p1));
+    }
+    let _ = writeln!(out, "\n### Start-up\n");
+    let _ = writeln!(
+        out,
+        "Time from spawning `credits serve` on the data directory (OS page cache warm: the files were just written) until it prints its listening line, `/readyz` answers 200, and a first `POST /v2/usage` answers 201; resident memory at ready.\n"
     );
     let _ = writeln!(
         out,
@@ -521,10 +683,13 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     startup_row(out, "brand-new directory (migrations, admin key)", &new_start, 0);
-    startup_row(out, "freshly funded (1 account)", &empty_start, empty_bytes);
+    startup_row(out, "freshly funded (1 account, 1 usage)", &empty_start, empty_bytes);
     startup_row(out, &format!("{entries} ledger entries"), &full_start, full_bytes);
-    let ratio = ms(full_start.ready) / ms(empty_start.ready).max(1e-9);
-    let _ = writeln!(out, "\nReady with {entries} entries ÷ ready freshly funded: {ratio:.2}x.\n");
+    let _ = writeln!(
+        out,
+        "\nReady with {entries} entries ÷ ready freshly funded: {}.\n",
+        ratio(ms(full_start.ready), ms(empty_start.ready)),
+    );
     Ok(())
 }
 

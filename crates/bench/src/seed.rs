@@ -13,7 +13,8 @@
 //!
 //! Seeded history has no idempotency keys: its usages are older than the 24 h the service keeps
 //! keys for. The file is written without a journal and without fsync (a scratch directory; if
-//! seeding fails the run fails), then put back in WAL mode, as the service expects.
+//! seeding fails the run fails), then put back in WAL mode, as the service expects, and synced
+//! to disk before the service starts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -152,9 +153,16 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
     Ok(connection)
 }
 
-fn close(connection: Connection) -> anyhow::Result<()> {
+/// Back to WAL, then the file and its directory to disk: the seeding wrote gigabytes without
+/// fsync, and the kernel's writeback of them would otherwise compete with the service's own
+/// fsyncs while it is measured.
+fn close(connection: Connection, path: &Path) -> anyhow::Result<()> {
     connection.execute_batch("PRAGMA journal_mode = WAL;")?;
     connection.close().map_err(|(_, error)| error)?;
+    std::fs::File::open(path)?.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 
@@ -328,7 +336,7 @@ pub fn history(
         }
     }
     transaction.commit()?;
-    close(connection)?;
+    close(connection, database)?;
     Ok(History {
         account_id,
         created_at,
@@ -426,6 +434,6 @@ pub fn accounts(
         }
     }
     transaction.commit()?;
-    close(connection)?;
+    close(connection, database)?;
     Ok((made, started.elapsed().as_secs_f64()))
 }

@@ -494,7 +494,6 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
         (200, Some(cost)) => cost,
         _ => bail!("GET /v2/services/smartcheck answered {status}: {service}"),
     };
-    let a_since = now_micros();
     let a = load::setup_accounts(&context.clients[..1], &target, 1, args.fund).await?.remove(0);
     context.usage_once(&server.base_url(), &a).await?;
     server.stop().await?;
@@ -512,7 +511,9 @@ async fn flat(context: &Run<'_>, report: &mut String) -> anyhow::Result<()> {
     // Both services run side by side; each measurement runs on the empty store, the large one,
     // and the empty one again, seconds apart, so that drift of the shared box cancels out.
     let (server, empty_start) = context.start(&empty_dir, Some(&a)).await?;
-    let mut empty = Side::new(context, server, &a, a_since);
+    // A's measured history starts now: its template usage is from before the seeding, and the
+    // middle of a span that holds the seeding would have no page below it.
+    let mut empty = Side::new(context, server, &a, now_micros());
     let b = history.account_id.clone();
     let (server, full_start) = context.start(&dir, Some(&b)).await?;
     let mut full = Side::new(context, server, &b, history.created_at);

@@ -197,9 +197,15 @@ async fn run_scenario_at(
     let load_before = load_average();
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(shared.warmup);
+    // Each run of a scenario gets its own key prefix: the workers number their idempotency keys
+    // by scenario name, connection and request, so a scenario named twice in one run (or the same
+    // kind run twice by `scale`) would send the same keys again, and the operator's replayed
+    // answers would count as charges.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let plan = Arc::new(Plan {
         kind,
-        tag: shared.tag.to_string(),
+        tag: format!("{}r{run}", shared.tag),
         measure_from,
         end: measure_from + Duration::from_secs(shared.duration),
         path,

@@ -246,6 +246,12 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<()> {
             other => bail!("unknown part {other:?} (flat, memory)"),
         };
         if let Err(error) = outcome {
+            // A failed part returns before its own clean-up: its directories can hold gigabytes.
+            if !args.keep_data {
+                for name in ["flat", "flat-empty", "memory"] {
+                    let _ = std::fs::remove_dir_all(data_dir(&context, name));
+                }
+            }
             let _ = writeln!(report, "\n**Part {part} failed:** {error:#}\n");
             eprintln!("credits-bench: part {part} failed: {error:#}");
             failed.push(part.clone());

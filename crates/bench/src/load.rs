@@ -33,6 +33,8 @@ pub enum Kind {
     Healthz,
     /// `GET /v2/balance` of a random account: the read path.
     Balance,
+    /// `GET` of the plan's path (a list page), named by this label.
+    Get(&'static str),
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Batch(size) => format!("batch{size}"),
             Kind::Healthz => "healthz".into(),
             Kind::Balance => "balance".into(),
+            Kind::Get(label) => label.into(),
         }
     }
 
@@ -215,6 +218,8 @@ pub struct Plan {
     pub tag: String,
     pub measure_from: Instant,
     pub end: Instant,
+    /// What a `Kind::Get` scenario reads (path and query).
+    pub path: String,
 }
 
 fn usage_body(account: &str) -> String {
@@ -285,6 +290,9 @@ pub async fn worker(
                     .get(format!("{base}/v2/balance?accountId={}", target.accounts[account]))
                     .header("authorization", &target.authorization)
             }
+            Kind::Get(_) => client
+                .get(format!("{base}{}", plan.path))
+                .header("authorization", &target.authorization),
         };
         let answer = send(request).await;
         let answered = Instant::now();
@@ -318,7 +326,7 @@ fn classify(
         Ok(answer) => answer,
     };
     match kind {
-        Kind::Healthz | Kind::Balance => {
+        Kind::Healthz | Kind::Balance | Kind::Get(_) => {
             if status == 200 {
                 1
             } else {
@@ -381,9 +389,77 @@ fn classify(
     }
 }
 
+/// Sends the usages `events` (one `smartcheck` x 1 each; event `i` on account `i % modulo` of
+/// the target, with the idempotency key `{tag}-{label}-{i}`) in batches of `size`, over the
+/// clients at once (closed loop, each client takes the next batch). Every answer is classified
+/// as in the `batch` scenarios; returns the tally (no latencies) and the time it took.
+pub async fn sweep(
+    clients: &[reqwest::Client],
+    target: Arc<Target>,
+    label: &str,
+    tag: &str,
+    events: std::ops::Range<usize>,
+    modulo: usize,
+    size: usize,
+) -> anyhow::Result<(Tally, Duration)> {
+    let size = size.clamp(1, 1000);
+    let modulo = modulo.clamp(1, target.accounts.len().max(1));
+    let batches = events.len().div_ceil(size);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        let (client, next, target) = (client.clone(), Arc::clone(&next), Arc::clone(&target));
+        let (label, tag, events) = (label.to_string(), tag.to_string(), events.clone());
+        tasks.spawn(async move {
+            let mut tally = Tally::new(target.accounts.len());
+            let mut picked = Vec::with_capacity(size);
+            loop {
+                let batch = next.fetch_add(1, Ordering::Relaxed);
+                if batch >= batches {
+                    break;
+                }
+                let first = events.start + batch * size;
+                let last = (first + size).min(events.end);
+                picked.clear();
+                let mut body = String::with_capacity((last - first) * 128 + 16);
+                body.push_str(r#"{"events":["#);
+                for i in first..last {
+                    let account = i % modulo;
+                    picked.push(account);
+                    if i > first {
+                        body.push(',');
+                    }
+                    let _ = write!(
+                        body,
+                        r#"{{"idempotencyKey":"{tag}-{label}-{i}","accountId":"{}","service":"smartcheck","quantity":1}}"#,
+                        target.accounts[account]
+                    );
+                }
+                body.push_str("]}");
+                let request = client
+                    .post(format!("{}/v2/usage/batch", target.base(0)))
+                    .header("authorization", &target.authorization)
+                    .header("content-type", "application/json")
+                    .body(body);
+                let answer = send(request).await;
+                tally.sent_total += 1;
+                tally.requests += 1;
+                tally.events_ok += classify(Kind::Batch(size), &picked, answer, &mut tally);
+            }
+            tally
+        });
+    }
+    let mut tally = Tally::new(target.accounts.len());
+    while let Some(joined) = tasks.join_next().await {
+        tally.merge(joined.context("a sweep task panicked")?);
+    }
+    Ok((tally, started.elapsed()))
+}
+
 /// Sends `body` to `path` of node 0 as the operator; any status but `expect` is an error naming
 /// it.
-async fn post_json(
+pub async fn post_json(
     client: &reqwest::Client,
     target: &Target,
     path: &str,

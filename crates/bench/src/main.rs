@@ -17,6 +17,8 @@
 
 mod load;
 mod pg;
+mod scale;
+mod seed;
 mod server;
 
 use std::fmt::Write as _;
@@ -33,8 +35,24 @@ use server::{Server, Snapshot, Usage};
 #[derive(Parser, Debug)]
 #[command(
     name = "credits-bench",
-    about = "HTTP load benchmark of the credits service (starts the release binary itself)"
+    about = "HTTP load benchmark of the credits service (starts the release binary itself)",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Cost at scale: debits, balance and list pages with a large history beside an empty store,
+    /// start-up time, and resident memory per active account and per idempotency key.
+    Scale(scale::ScaleArgs),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// The `credits` binary to start (build it with `cargo build --release -p credits`).
     #[arg(long, default_value = "target/release/credits")]
@@ -149,7 +167,9 @@ fn load_average() -> String {
 
 /// What every scenario run shares.
 struct Shared<'a> {
-    args: &'a Args,
+    warmup: u64,
+    duration: u64,
+    disk: &'a str,
     clients: &'a [reqwest::Client],
     target: Arc<Target>,
     pids: Vec<u32>,
@@ -163,24 +183,41 @@ async fn run_scenario(
     connections: usize,
     shared: &Shared<'_>,
 ) -> anyhow::Result<Measured> {
-    let (args, clients, target) = (shared.args, shared.clients, &shared.target);
+    run_scenario_at(kind, connections, shared, String::new()).await
+}
+
+/// [`run_scenario`] with the path that a `Kind::Get` scenario reads.
+async fn run_scenario_at(
+    kind: Kind,
+    connections: usize,
+    shared: &Shared<'_>,
+    path: String,
+) -> anyhow::Result<Measured> {
+    let (clients, target) = (shared.clients, &shared.target);
     let load_before = load_average();
     let start = Instant::now();
-    let measure_from = start + Duration::from_secs(args.warmup);
+    let measure_from = start + Duration::from_secs(shared.warmup);
+    // Each run of a scenario gets its own key prefix: the workers number their idempotency keys
+    // by scenario name, connection and request, so a scenario named twice in one run (or the same
+    // kind run twice by `scale`) would send the same keys again, and the operator's replayed
+    // answers would count as charges.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let plan = Arc::new(Plan {
         kind,
-        tag: shared.tag.to_string(),
+        tag: format!("{}r{run}", shared.tag),
         measure_from,
-        end: measure_from + Duration::from_secs(args.duration),
+        end: measure_from + Duration::from_secs(shared.duration),
+        path,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (index, client) in clients.iter().take(connections).enumerate() {
         tasks.spawn(load::worker(index, client.clone(), Arc::clone(target), Arc::clone(&plan)));
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    let first = Snapshot::take(&shared.pids, &args.disk, shared.postgres);
+    let first = Snapshot::take(&shared.pids, shared.disk, shared.postgres);
     tokio::time::sleep_until(plan.end.into()).await;
-    let last = Snapshot::take(&shared.pids, &args.disk, shared.postgres);
+    let last = Snapshot::take(&shared.pids, shared.disk, shared.postgres);
     let mut tally = Tally::empty(target.accounts.len());
     while let Some(joined) = tasks.join_next().await {
         tally.merge(joined.context("a load task panicked")?);
@@ -245,7 +282,11 @@ impl Backend {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Scale(scale_args)) = &cli.command {
+        return scale::run(scale_args).await;
+    }
+    let args = cli.args;
     let kinds = scenarios(&args)?;
     if args.connections == 0 || args.accounts == 0 || args.nodes == 0 {
         bail!("--connections, --accounts and --nodes must be at least 1");
@@ -346,7 +387,9 @@ async fn run(
     let setup_time = setup_started.elapsed();
     let target = Arc::new(target);
     let shared = Shared {
-        args,
+        warmup: args.warmup,
+        duration: args.duration,
+        disk: &args.disk,
         clients: &clients,
         target: Arc::clone(&target),
         pids: servers.iter().map(|server| server.pid).collect(),

@@ -347,3 +347,24 @@ impl Usage {
         }
     }
 }
+
+/// Resident memory of a process, from /proc/PID/status, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// VmRSS: resident now.
+    pub rss: u64,
+    /// VmHWM: the peak resident size so far.
+    pub hwm: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Option<Memory> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find_map(|line| line.strip_prefix(name))?;
+            let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+            Some(kib * 1024)
+        };
+        Some(Memory { rss: field("VmRSS:")?, hwm: field("VmHWM:")? })
+    }
+}

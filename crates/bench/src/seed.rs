@@ -180,6 +180,28 @@ pub struct History {
     pub seconds: f64,
 }
 
+/// The rows the service wrote for a funded account: the account, its record and the purchase.
+struct Funded {
+    account: Template,
+    credit: Template,
+    purchase: Template,
+}
+
+impl Funded {
+    fn read(connection: &Connection, account_id: &str) -> anyhow::Result<Funded> {
+        Ok(Funded {
+            account: Template::read(connection, "accounts", "id = ?1", account_id)?,
+            credit: Template::read(connection, "credits", "account_id = ?1", account_id)?,
+            purchase: Template::read(
+                connection,
+                "ledger",
+                "account_id = ?1 AND type = 'purchase'",
+                account_id,
+            )?,
+        })
+    }
+}
+
 /// Seeds one new account, created `span_micros` before `now_micros`, funded with one purchase of
 /// `fund` like `template_account`'s, and `entries` usages of it spread evenly over that span up to
 /// a minute before `now_micros`: each a usage row and its ledger entry, copied from the template
@@ -195,14 +217,7 @@ pub fn history(
     let started = Instant::now();
     let mut connection = open(database)?;
     let transaction = connection.transaction()?;
-    let account = Template::read(&transaction, "accounts", "id = ?1", template_account)?;
-    let credit = Template::read(&transaction, "credits", "account_id = ?1", template_account)?;
-    let purchase = Template::read(
-        &transaction,
-        "ledger",
-        "account_id = ?1 AND type = 'purchase'",
-        template_account,
-    )?;
+    let Funded { account, credit, purchase } = Funded::read(&transaction, template_account)?;
     let usage = Template::read(&transaction, "usage", "account_id = ?1", template_account)?;
     let entry = Template::read(
         &transaction,
@@ -362,14 +377,7 @@ pub fn accounts(
     let started = Instant::now();
     let mut connection = open(database)?;
     let transaction = connection.transaction()?;
-    let account = Template::read(&transaction, "accounts", "id = ?1", template_account)?;
-    let credit = Template::read(&transaction, "credits", "account_id = ?1", template_account)?;
-    let purchase = Template::read(
-        &transaction,
-        "ledger",
-        "account_id = ?1 AND type = 'purchase'",
-        template_account,
-    )?;
+    let Funded { account, credit, purchase } = Funded::read(&transaction, template_account)?;
     if text(credit.get("status")?)? != "active" {
         bail!("the template account's record is not active");
     }

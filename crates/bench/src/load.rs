@@ -222,6 +222,36 @@ pub struct Plan {
     pub path: String,
 }
 
+/// `POST /v2/usage/batch` of one `smartcheck` x 1 usage per `(idempotency key, account index)`;
+/// the account indexes are pushed to `picked`, in order, for the answer's classification.
+fn batch_request(
+    client: &reqwest::Client,
+    base: &str,
+    target: &Target,
+    events: impl ExactSizeIterator<Item = (String, usize)>,
+    picked: &mut Vec<usize>,
+) -> reqwest::RequestBuilder {
+    let mut body = String::with_capacity(events.len() * 128 + 16);
+    body.push_str(r#"{"events":["#);
+    for (event, (key, account)) in events.enumerate() {
+        picked.push(account);
+        if event > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"idempotencyKey":"{key}","accountId":"{}","service":"smartcheck","quantity":1}}"#,
+            target.accounts[account]
+        );
+    }
+    body.push_str("]}");
+    client
+        .post(format!("{base}/v2/usage/batch"))
+        .header("authorization", &target.authorization)
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 fn usage_body(account: &str) -> String {
     format!(r#"{{"accountId":"{account}","service":"smartcheck","quantity":1}}"#)
 }
@@ -261,26 +291,10 @@ pub async fn worker(
                     .body(usage_body(&target.accounts[account]))
             }
             Kind::Batch(size) => {
-                let mut body = String::with_capacity(size * 128 + 16);
-                body.push_str(r#"{"events":["#);
-                for event in 0..size {
-                    let account = rng.below(accounts);
-                    picked.push(account);
-                    if event > 0 {
-                        body.push(',');
-                    }
-                    let _ = write!(
-                        body,
-                        r#"{{"idempotencyKey":"{}-{name}-{index}-{sequence}-{event}","accountId":"{}","service":"smartcheck","quantity":1}}"#,
-                        plan.tag, target.accounts[account]
-                    );
-                }
-                body.push_str("]}");
-                client
-                    .post(format!("{base}/v2/usage/batch"))
-                    .header("authorization", &target.authorization)
-                    .header("content-type", "application/json")
-                    .body(body)
+                let events = (0..size).map(|event| {
+                    (format!("{}-{name}-{index}-{sequence}-{event}", plan.tag), rng.below(accounts))
+                });
+                batch_request(&client, &base, &target, events, &mut picked)
             }
             Kind::Healthz => client.get(format!("{base}/healthz")),
             Kind::Balance => {
@@ -422,26 +436,8 @@ pub async fn sweep(
                 let first = events.start + batch * size;
                 let last = (first + size).min(events.end);
                 picked.clear();
-                let mut body = String::with_capacity((last - first) * 128 + 16);
-                body.push_str(r#"{"events":["#);
-                for i in first..last {
-                    let account = i % modulo;
-                    picked.push(account);
-                    if i > first {
-                        body.push(',');
-                    }
-                    let _ = write!(
-                        body,
-                        r#"{{"idempotencyKey":"{tag}-{label}-{i}","accountId":"{}","service":"smartcheck","quantity":1}}"#,
-                        target.accounts[account]
-                    );
-                }
-                body.push_str("]}");
-                let request = client
-                    .post(format!("{}/v2/usage/batch", target.base(0)))
-                    .header("authorization", &target.authorization)
-                    .header("content-type", "application/json")
-                    .body(body);
+                let events = (first..last).map(|i| (format!("{tag}-{label}-{i}"), i % modulo));
+                let request = batch_request(&client, target.base(0), &target, events, &mut picked);
                 let answer = send(request).await;
                 tally.sent_total += 1;
                 tally.requests += 1;

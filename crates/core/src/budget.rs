@@ -236,6 +236,17 @@ mod tests {
         Timestamp(i64::try_from(instant.unix_timestamp_nanos() / 1000).unwrap_or(0))
     }
 
+    #[test]
+    fn every_listed_scope_kind_parses_back_to_itself() {
+        for kind in BudgetScope::KINDS {
+            let id = (kind != "account").then(|| "x".to_string());
+            let scope = BudgetScope::parse(kind, id);
+            assert_eq!(scope.map(|s| s.kind()), Some(kind));
+        }
+        assert_eq!(BudgetScope::parse("account", Some("x".into())), None);
+        assert_eq!(BudgetScope::parse("team", Some("x".into())), None);
+    }
+
     fn check(period: Period, instant: OffsetDateTime, start: OffsetDateTime, end: OffsetDateTime) {
         let (got_start, got_end) = period_bounds(period, at(instant));
         assert_eq!(got_start, at(start), "{period:?} start of {instant}");

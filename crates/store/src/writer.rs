@@ -22,7 +22,6 @@ use crate::types::*;
 use crate::{Job, Render, StoreError};
 
 /// Wall-clock time that never goes backwards, so that records keep their order.
-#[derive(Default)]
 struct Clock {
     last_micros: i64,
     /// A clock injected by a test (see `faults.rs`); `None`: the system clock.

@@ -50,20 +50,23 @@ enum Dimension {
     Hour,
 }
 
-/// The names `groupBy` lists (`Dimension::parse`), for the OpenAPI document.
+/// The names `groupBy` lists, in order: the one list `Dimension::parse` reads and the OpenAPI
+/// document states.
 pub const GROUP_BY_NAMES: [&str; 6] = ["service", "operation", "member", "apiKey", "day", "hour"];
 
 impl Dimension {
+    const ALL: [Dimension; 6] = [
+        Dimension::Service,
+        Dimension::Operation,
+        Dimension::Member,
+        Dimension::ApiKey,
+        Dimension::Day,
+        Dimension::Hour,
+    ];
+
     fn parse(text: &str) -> Option<Dimension> {
-        match text {
-            "service" => Some(Dimension::Service),
-            "operation" => Some(Dimension::Operation),
-            "member" => Some(Dimension::Member),
-            "apiKey" => Some(Dimension::ApiKey),
-            "day" => Some(Dimension::Day),
-            "hour" => Some(Dimension::Hour),
-            _ => None,
-        }
+        let index = GROUP_BY_NAMES.iter().position(|name| *name == text)?;
+        Some(Dimension::ALL[index])
     }
 
     /// The field naming this dimension in each row of the answer.
@@ -167,4 +170,18 @@ pub async fn summary(
         })
         .collect();
     Ok(Json(UsageSummaryDto { from: format_time(from), to: format_time(to), data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_group_by_name_parses_to_its_own_dimension() {
+        let parsed: Vec<Dimension> =
+            GROUP_BY_NAMES.iter().filter_map(|name| Dimension::parse(name)).collect();
+        assert_eq!(parsed, Dimension::ALL);
+        assert_eq!(Dimension::parse("month"), None);
+        assert_eq!(Dimension::parse("Service"), None);
+    }
 }

@@ -144,7 +144,7 @@ pub async fn batch(
     let parsed = parse_json_with_nul::<UsageBatchRequest>(&body)?;
     let events = parsed.request.events;
     if events.is_empty() || events.len() > BATCH_SIZE_MAX {
-        return Err(ApiError::validation("events must hold 1 to 1000 events"));
+        return Err(ApiError::validation(format!("events must hold 1 to {BATCH_SIZE_MAX} events")));
     }
     let mut slots: Vec<Result<String, (Option<String>, ApiError)>> = Vec::new();
     let mut requests = Vec::new();

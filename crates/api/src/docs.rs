@@ -33,6 +33,15 @@ const COMMON_ERRORS: [(&str, &str); 8] = [
     ("503", "The database cannot be reached"),
 ];
 
+/// Whether a schema's `type` is `name` or a list holding it (`["string", "null"]`).
+fn has_type(schema: &serde_json::Map<String, Value>, name: &str) -> bool {
+    match schema.get("type") {
+        Some(Value::String(t)) => t == name,
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
+        _ => false,
+    }
+}
+
 /// Completes what the annotations leave implicit, for every operation at once: a unique
 /// `operationId`, the declared path parameters, the common error answers as
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
@@ -60,11 +69,6 @@ fn query_bounds(path: &str, parameter: &mut Value) {
     let is_time = name == "from" || name == "to";
     let is_group_by = path == "/v2/usage/summary" && name == "groupBy";
     let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) else { return };
-    let has_type = |schema: &serde_json::Map<String, Value>, name: &str| match schema.get("type") {
-        Some(Value::String(t)) => t == name,
-        Some(Value::Array(ts)) => ts.iter().any(|t| t == name),
-        _ => false,
-    };
     // Text of any length is accepted (an empty filter matches nothing), but never a NUL.
     if has_type(schema, "string") && !is_cursor && !is_time && choices.is_none() {
         schema.insert("pattern".into(), Value::from(crate::extract::NO_NUL_PATTERN));
@@ -248,12 +252,7 @@ fn body_bounds(openapi: &mut Value) {
             match field_bounds(name, field) {
                 Some(Value::Object(bounds)) => property.extend(bounds),
                 _ => {
-                    let is_string = match property.get("type") {
-                        Some(Value::String(t)) => t == "string",
-                        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
-                        _ => false,
-                    };
-                    if is_string {
+                    if has_type(property, "string") {
                         property
                             .insert("pattern".into(), Value::from(crate::extract::NO_NUL_PATTERN));
                     }
@@ -560,22 +559,16 @@ mod tests {
         for name in REQUEST_SCHEMAS {
             let schema = &doc["components"]["schemas"][name];
             let properties = schema["properties"].as_object().expect(name);
-            for (field, property) in properties {
-                let types = match &property["type"] {
-                    Value::String(t) => vec![t.clone()],
-                    Value::Array(ts) => {
-                        ts.iter().filter_map(|t| t.as_str().map(String::from)).collect()
-                    }
-                    _ => vec![],
-                };
-                if types.iter().any(|t| t == "integer") {
-                    assert!(property.get("maximum").is_some(), "{name}.{field}: {property}");
-                    assert!(property.get("minimum").is_some(), "{name}.{field}: {property}");
+            for (field, value) in properties {
+                let property = value.as_object().expect(field);
+                if has_type(property, "integer") {
+                    assert!(property.get("maximum").is_some(), "{name}.{field}: {value}");
+                    assert!(property.get("minimum").is_some(), "{name}.{field}: {value}");
                 }
-                if types.iter().any(|t| t == "string") {
+                if has_type(property, "string") {
                     let bounded =
-                        ["pattern", "enum", "format"].iter().any(|k| property.get(k).is_some());
-                    assert!(bounded, "{name}.{field}: {property}");
+                        ["pattern", "enum", "format"].iter().any(|k| property.contains_key(*k));
+                    assert!(bounded, "{name}.{field}: {value}");
                 }
             }
         }

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 use serde_json::{json, Value};
 
 use common::TestApp;
@@ -36,16 +38,16 @@ const CYCLES: usize = 20;
 const CLIENTS: usize = 12;
 const ACCOUNTS: usize = 4;
 
-/// splitmix64: a small deterministic generator, so a seed replays the same choices.
-struct Rng(u64);
+/// SplitMix64 (`rand_xoshiro`): a small deterministic generator, so a seed replays the same
+/// choices.
+struct Rng(SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
@@ -214,7 +216,7 @@ fn as_expected(write: &Write, answer: &common::Answer) -> bool {
 
 /// Writes until a request goes unanswered (the server died).
 async fn client(target: Target, model: Arc<Mutex<Model>>, stats: Arc<Stats>, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     loop {
         let mut w = next_write(&mut rng, &model);
         stats.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -514,7 +516,7 @@ async fn twenty_sigkills_under_concurrent_load_lose_and_duplicate_nothing() {
     };
     println!("crash_cycles: seed {seed} (rerun with CRASH_SEED={seed})");
     let started = Instant::now();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
 
     let first = common::spawn_app().await;
     let data_dir = first.data_dir.clone();

@@ -34,6 +34,9 @@ use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
+
 use credits_core::{
     Actor, CreditKind, CreditStatus, Rejection, ReservationStatus, Timestamp, CREDITS_MAX,
     IDEMPOTENCY_TTL_SECONDS, SERVICE_ANY,
@@ -60,18 +63,17 @@ const FAULT_PERCENT: u64 = 10;
 const CHECK_EVERY: u64 = 1000;
 
 // ---------------------------------------------------------------------------------------------
-// The PRNG: SplitMix64, written here so that a seed means the same run on every version of
-// every dependency.
+// The PRNG: SplitMix64 (`rand_xoshiro`), a named algorithm with a fixed output, so that a seed
+// means the same run on every machine and version.
 
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0);
@@ -167,7 +169,7 @@ impl Request {
     fn hash(&self) -> [u8; 32] {
         let text = format!("{:?}", self.op);
         let mut hash = [0u8; 32];
-        let mut state = Rng(fnv(text.as_bytes()));
+        let mut state = Rng::new(fnv(text.as_bytes()));
         for chunk in hash.chunks_mut(8) {
             chunk.copy_from_slice(&state.next().to_le_bytes());
         }
@@ -904,7 +906,7 @@ impl Sim {
         let mut sim = Sim {
             seed,
             ops,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             dir,
             clock: Arc::new(AtomicI64::new(EPOCH)),
             faults: Faults::new(),

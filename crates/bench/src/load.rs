@@ -294,7 +294,7 @@ pub async fn worker(
                 let events = (0..size).map(|event| {
                     (format!("{}-{name}-{index}-{sequence}-{event}", plan.tag), rng.below(accounts))
                 });
-                batch_request(&client, &base, &target, events, &mut picked)
+                batch_request(&client, base, &target, events, &mut picked)
             }
             Kind::Healthz => client.get(format!("{base}/healthz")),
             Kind::Balance => {

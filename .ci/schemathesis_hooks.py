@@ -15,7 +15,8 @@ cannot describe ("seed known IDs", "a `before_call` hook can give unique fields 
   into the future;
 - a redelivery to an account's endpoint of another account's event (404, as SPEC section 3 wants
   of other accounts' objects, which Schemathesis would read as "the endpoint just created is not
-  found") names an event of the endpoint's account instead, when the run has seen one.
+  found") names an event of the endpoint's account instead, when the run has seen one, or else
+  goes to an endpoint whose account has one.
 
 Only values the document calls valid are replaced, by other valid values; Schemathesis revalidates
 a case a hook changed, so a schema-violating request stays one and is still expected to fail.
@@ -71,10 +72,17 @@ def before_call(context, case, kwargs):
         body["id"] = f"{body['id'][:52]}-u{next(counter)}"
     if label in UNIQUE_EMAIL and isinstance(body.get("email"), str):
         email, prefix = body["email"], f"u{next(counter)}-"
+        at = email.find("@")
         if len(email) + len(prefix) <= 254:
             body["email"] = prefix + email
-        elif email.find("@") > len(prefix):
-            body["email"] = prefix + email[email.find("@") - 1 :]
+        elif at > len(prefix):
+            body["email"] = prefix + email[at - 1 :]
+        elif at >= 1:
+            # A long domain after a short local part: keep the prefix, shorten the domain from its
+            # end to a valid one (a dot inside, not last) that fits.
+            domain = email[at + 1 : at + 1 + 254 - len(prefix) - at - 1].rstrip(".")
+            if "." in domain[1:]:
+                body["email"] = prefix + email[:at] + "@" + domain
     if label == "POST /v2/credits" and isinstance(body.get("expiresAt"), str):
         try:
             at = datetime.datetime.fromisoformat(body["expiresAt"].replace("z", "Z"))
@@ -123,3 +131,13 @@ def redeliver_own_event(context, case, kwargs):
     own = [e for e, a in event_accounts.items() if a == account]
     if own:
         body["eventId"] = own[-1]
+        return
+    # The endpoint's account has no event the run has seen (an account the run just created):
+    # redeliver through an endpoint whose account has one, so that the call still exercises
+    # redelivery instead of answering the 404 Schemathesis would read as a lost endpoint.
+    for other, other_account in reversed(list(endpoint_accounts.items())):
+        theirs = [e for e, a in event_accounts.items() if a == other_account]
+        if other_account is not None and theirs:
+            case.path_parameters["id"] = other
+            body["eventId"] = theirs[-1]
+            return

@@ -44,8 +44,10 @@ curl -sf -o /dev/null -X POST "$BASE/v2/credits" -H "$AUTH" -H "$J" \
   -d "{\"accountId\":\"$ST_ACCOUNT_ID\",\"amount\":1000,\"reference\":\"pay_seed_1\"}"
 curl -sf -o /dev/null -X POST "$BASE/v2/usage" -H "$AUTH" -H "$J" -H 'Idempotency-Key: seed-usage-1' \
   -d "{\"accountId\":\"$ST_ACCOUNT_ID\",\"service\":\"$ST_SERVICE\",\"quantity\":3}"
+ST_EVENT_ID=$(curl -sf "$BASE/v2/events?accountId=$ST_ACCOUNT_ID&limit=1" -H "$AUTH" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
 # Read by the hook in .ci/schemathesis_hooks.py.
-export ST_ACCOUNT_ID ST_SERVICE ST_OPERATION
+export ST_ACCOUNT_ID ST_SERVICE ST_OPERATION ST_EVENT_ID
 export SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$ROOT/.ci${PYTHONPATH:+:$PYTHONPATH}"
 
 # Run from the report dir: schemathesis writes a .schemathesis/ replay cache into the cwd.

@@ -46,7 +46,7 @@ fn has_type(schema: &serde_json::Map<String, Value>, name: &str) -> bool {
 /// `operationId`, the declared path parameters, the common error answers as
 /// `application/problem+json`, and the bounds of `Idempotency-Key`.
 /// What the API checks of query parameters, stated in the document: text holds no NUL, a page
-/// holds 1 to 100 items, a cursor is a position in decimal, some values come from a list, and
+/// holds 1 to 100 items, a cursor is a position in decimal (two numbers for lists in time order), some values come from a list, and
 /// times are RFC 3339.
 fn query_bounds(path: &str, parameter: &mut Value) {
     if parameter.get("in") != Some(&Value::from("query")) {
@@ -83,8 +83,9 @@ fn query_bounds(path: &str, parameter: &mut Value) {
         schema.insert("format".into(), Value::from("date-time"));
     }
     if is_cursor && has_type(schema, "string") {
-        let pattern = format!("^[0-9]{{1,{}}}$", crate::extract::CURSOR_DIGITS_MAX);
-        schema.insert("pattern".into(), Value::from(pattern));
+        use crate::extract::{cursor_pattern, Order, LISTS_IN_TIME_ORDER};
+        let order = if LISTS_IN_TIME_ORDER.contains(&path) { Order::Time } else { Order::Seq };
+        schema.insert("pattern".into(), Value::from(cursor_pattern(order)));
     }
     if is_limit && has_type(schema, "integer") {
         schema.insert("minimum".into(), Value::from(1));

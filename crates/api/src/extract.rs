@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use credits_core::{Timestamp, IDEMPOTENCY_KEY_LENGTH_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
-use credits_store::PageRequest;
+use credits_store::{PageRequest, Position};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -193,31 +193,69 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// How a list is ordered, newest first, and so what its cursor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By insertion (`seq`): the cursor is the last item's `seq`.
+    Seq,
+    /// By time, then insertion: the cursor is the last item's `created_at` and `seq`.
+    Time,
+}
+
+/// The lists in time order (`Order::Time`); the others are in `Order::Seq`.
+pub const LISTS_IN_TIME_ORDER: [&str; 2] = ["/v2/usage", "/v2/ledger"];
+
 /// Checks `limit` (1 to 100, default 20) and decodes `cursor`.
-pub fn page_request(limit: Option<usize>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+pub fn page_request(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+    order: Order,
+) -> Result<PageRequest, ApiError> {
     let limit = limit.unwrap_or(PAGE_SIZE_DEFAULT);
     if !(1..=PAGE_SIZE_MAX).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 100"));
     }
-    let before = cursor.map(cursor_decode).transpose()?;
+    let before = cursor.map(|cursor| cursor_decode(cursor, order)).transpose()?;
     Ok(PageRequest { limit, before })
 }
 
-/// A cursor is the position of the last item of a page, in decimal: opaque to clients, and
-/// every string of its documented shape (`^[0-9]{1,18}$`) is a valid position.
-pub fn cursor_encode(seq: i64) -> String {
-    seq.to_string()
+/// A cursor is the position of the last item of a page in decimal (`seq`, or `created_at.seq`
+/// for lists in time order): opaque to clients, and every string of its documented shape
+/// (`cursor_pattern`) is a valid position.
+pub fn cursor_encode(position: Position) -> String {
+    match position.created_at {
+        Some(at) => format!("{at}.{}", position.seq),
+        None => position.seq.to_string(),
+    }
 }
 
-fn cursor_decode(cursor: &str) -> Result<i64, ApiError> {
+fn cursor_decode(cursor: &str, order: Order) -> Result<Position, ApiError> {
     let invalid = || ApiError::bad_request("cursor is not a cursor this service gave");
-    if cursor.is_empty()
-        || cursor.len() > CURSOR_DIGITS_MAX
-        || !cursor.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid());
+    let number = |digits: &str| -> Result<i64, ApiError> {
+        if digits.is_empty()
+            || digits.len() > CURSOR_DIGITS_MAX
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(invalid());
+        }
+        digits.parse().map_err(|_| invalid())
+    };
+    match order {
+        Order::Seq => Ok(Position { created_at: None, seq: number(cursor)? }),
+        Order::Time => {
+            let (at, seq) = cursor.split_once('.').ok_or_else(invalid)?;
+            Ok(Position { created_at: Some(number(at)?), seq: number(seq)? })
+        }
     }
-    cursor.parse().map_err(|_| invalid())
+}
+
+/// What `cursor_decode` accepts, as a pattern for the OpenAPI document.
+pub fn cursor_pattern(order: Order) -> String {
+    let digits = format!("[0-9]{{1,{CURSOR_DIGITS_MAX}}}");
+    match order {
+        Order::Seq => format!("^{digits}$"),
+        Order::Time => format!("^{digits}\\.{digits}$"),
+    }
 }
 
 /// 18 digits always fit an `i64`.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::db::{params, Conn, DbResult, Optional, OwnedValue, Row};
 
 use credits_core::{
-    book::Balance, Book, CreditRecord, CreditStatus, Effects, Reservation, Timestamp,
+    book::Balance, Book, CreditRecord, CreditStatus, Effects, EntryType, Reservation, Timestamp,
 };
 
 use credits_core::access::Role;
@@ -157,22 +157,57 @@ impl<'c> Reader<'c> {
         map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
     ) -> Result<Page<T>, StoreError> {
         if let Some(before) = page.before {
-            filter.push("seq < ?", [OwnedValue::Int(before)]);
+            filter.push("seq < ?", [OwnedValue::Int(before.seq)]);
         }
         let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
         let sql = format!("{table_sql} {} ORDER BY seq DESC LIMIT {limit}", filter.sql());
-        let mut statement = self.connection.prepare_cached(&sql)?;
-        let mut items = Vec::with_capacity(page.limit + 1);
+        let items = self.page_rows(&sql, &filter, page.limit, map)?;
+        Ok(Page::ending(items, page.limit, |(seq, _)| Position { created_at: None, seq: *seq }))
+    }
+
+    /// A page of a list in time order (`created_at`, then `seq`, newest first), read through an
+    /// index that starts with the filter's equalities and ends with `created_at, seq`, so that
+    /// neither a time filter nor the cursor makes the page read more than its own rows.
+    fn page_in_time<T>(
+        &self,
+        table_sql: &str,
+        mut filter: Where,
+        page: PageRequest,
+        map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
+        created_at: impl Fn(&T) -> i64,
+    ) -> Result<Page<T>, StoreError> {
+        if let Some(before) = page.before {
+            let at = before.created_at.unwrap_or(i64::MAX);
+            filter.push(
+                "created_at <= ? AND (created_at < ? OR seq < ?)",
+                [OwnedValue::Int(at), OwnedValue::Int(at), OwnedValue::Int(before.seq)],
+            );
+        }
+        let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
+        let sql = format!(
+            "{table_sql} {} ORDER BY created_at DESC, seq DESC LIMIT {limit}",
+            filter.sql()
+        );
+        let items = self.page_rows(&sql, &filter, page.limit, map)?;
+        Ok(Page::ending(items, page.limit, |(seq, item)| Position {
+            created_at: Some(created_at(item)),
+            seq: *seq,
+        }))
+    }
+
+    fn page_rows<T>(
+        &self,
+        sql: &str,
+        filter: &Where,
+        limit: usize,
+        map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        let mut items = Vec::with_capacity(limit + 1);
         for row in statement.query_map(&filter.values, map)? {
             items.push(row?);
         }
-        let next = if items.len() > page.limit {
-            items.truncate(page.limit);
-            items.last().map(|(seq, _)| *seq)
-        } else {
-            None
-        };
-        Ok(Page { items: items.into_iter().map(|(_, item)| item).collect(), next })
+        Ok(items)
     }
 
     /// The active key with this SHA-256 secret hash, with the current role of the member it is
@@ -573,7 +608,7 @@ impl<'c> Reader<'c> {
             sql.push("created_at < ?", [OwnedValue::Int(to.0)]);
         }
         let table = format!("SELECT {} FROM usage", rows::USAGE_COLUMNS);
-        self.page(&table, sql, page, rows::usage_from_row)
+        self.page_in_time(&table, sql, page, rows::usage_from_row, |usage| usage.created_at.0)
     }
 
     /// Usage in `[from, to)` by hour: whole hours from the hourly rollup, the partial hours at
@@ -684,6 +719,11 @@ impl<'c> Reader<'c> {
         }
         if let Some(entry_type) = filter.entry_type {
             sql.push("type = ?", [Where::text(entry_type.as_str())]);
+            if entry_type != EntryType::Usage {
+                // The condition of `ledger_account_type_time`, stated so that the index (which
+                // leaves out the many usage entries) may serve the page.
+                sql.push("type <> 'usage'", []);
+            }
         }
         if let Some(member_id) = &filter.member_id {
             sql.push("member_id = ?", [Where::text(member_id)]);
@@ -698,6 +738,8 @@ impl<'c> Reader<'c> {
             sql.push("created_at < ?", [OwnedValue::Int(to.0)]);
         }
         let table = format!("SELECT {} FROM ledger", rows::LEDGER_COLUMNS);
-        self.page(&table, sql, page, rows::entry_from_row)
+        self.page_in_time(&table, sql, page, rows::entry_from_row, |stored| {
+            stored.entry.created_at.0
+        })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every query of the service is served by an index named here. Balances and debits read only
 //! the account's open credit records (`credits_open`) and held reservations (`reservations_held`),
-//! so their cost does not grow with history; lists page by `seq` on per-account indexes.
+//! so their cost does not grow with history; lists page by `seq` on per-account indexes, usage and
+//! the ledger by `created_at, seq` (see `Position`).
 
 use std::path::Path;
 
@@ -279,16 +280,47 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_expires ON sessions(expires_at);
 "#,
+    // Usage and the ledger list in time order (`created_at`, then `seq`), each list and filter
+    // on an index ending in `created_at, seq`, so that a page filtered by time, type or record
+    // reads its own rows only (SPEC section 10). These replace the `seq` indexes and the
+    // account/time index (same count of index entries per usage row); the ledger gains the
+    // whole-table time index, and a type index that leaves out usage entries (the bulk) so the
+    // debit path writes nothing more for it.
+    r#"
+DROP INDEX usage_account_seq;
+DROP INDEX usage_account_service_seq;
+DROP INDEX usage_account_member_seq;
+DROP INDEX usage_account_key_seq;
+DROP INDEX usage_account_created;
+CREATE INDEX usage_time ON usage(created_at, seq);
+CREATE INDEX usage_account_time ON usage(account_id, created_at, seq);
+CREATE INDEX usage_account_service_time ON usage(account_id, service, created_at, seq);
+CREATE INDEX usage_account_member_time ON usage(account_id, member_id, created_at, seq)
+    WHERE member_id IS NOT NULL;
+CREATE INDEX usage_account_key_time ON usage(account_id, api_key_id, created_at, seq)
+    WHERE api_key_id IS NOT NULL;
+DROP INDEX ledger_account_seq;
+DROP INDEX ledger_credit_seq;
+CREATE INDEX ledger_time ON ledger(created_at, seq);
+CREATE INDEX ledger_account_time ON ledger(account_id, created_at, seq);
+CREATE INDEX ledger_credit_time ON ledger(credit_id, created_at, seq);
+CREATE INDEX ledger_account_type_time ON ledger(account_id, type, created_at, seq)
+    WHERE type <> 'usage';
+"#,
 ];
 
-/// Migrations that exist on PostgreSQL only, applied after the translated SQLite ones.
-const PG_ONLY_MIGRATIONS: &[&str] = &[
+/// Migrations that exist on PostgreSQL only, each after the number of translated SQLite ones it
+/// was written after: a database's version counts both, so their order never changes.
+const PG_ONLY_MIGRATIONS: &[(usize, &str)] = &[
     // Bumped whenever a key or member changes what it may do, so that every node drops its
     // cache of authenticated keys (see `Reader::auth_epoch`).
-    r#"
+    (
+        5,
+        r#"
 CREATE TABLE auth_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
 INSERT INTO auth_epoch (id, n) VALUES (1, 0);
 "#,
+    ),
 ];
 
 /// A SQLite migration in PostgreSQL's dialect: one schema, written once. Integers are `BIGINT`
@@ -309,11 +341,21 @@ fn pg_dialect(sqlite: &str) -> String {
 
 /// Every PostgreSQL migration, in order.
 fn pg_migrations() -> Vec<String> {
-    MIGRATIONS
-        .iter()
-        .map(|m| pg_dialect(m))
-        .chain(PG_ONLY_MIGRATIONS.iter().map(|m| m.to_string()))
-        .collect()
+    let mut migrations = Vec::new();
+    for (index, sqlite) in MIGRATIONS.iter().enumerate() {
+        for (after, pg_only) in PG_ONLY_MIGRATIONS {
+            if *after == index {
+                migrations.push(pg_only.to_string());
+            }
+        }
+        migrations.push(pg_dialect(sqlite));
+    }
+    for (after, pg_only) in PG_ONLY_MIGRATIONS {
+        if *after >= MIGRATIONS.len() {
+            migrations.push(pg_only.to_string());
+        }
+    }
+    migrations
 }
 
 /// Opens the writing connection: WAL with `synchronous=FULL`, so a commit is on disk (WAL
@@ -389,5 +431,13 @@ mod tests {
             assert!(!pg.contains(sqlite_only), "{sqlite_only} left in the PostgreSQL schema");
         }
         assert_eq!(pg_migrations().len(), MIGRATIONS.len() + PG_ONLY_MIGRATIONS.len());
+    }
+
+    #[test]
+    fn postgresql_only_migrations_keep_their_place() {
+        // A database migrated when `auth_epoch` came sixth must not skip a later SQLite one.
+        let pg = pg_migrations();
+        assert!(pg[5].contains("auth_epoch"), "{}", pg[5]);
+        assert_eq!(pg[6], pg_dialect(MIGRATIONS[5]));
     }
 }

@@ -356,15 +356,43 @@ pub struct Executed {
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// The `seq` to continue below, if there is more.
-    pub next: Option<i64>,
+    /// Where to continue, if there is more: the page's last item.
+    pub next: Option<Position>,
+}
+
+impl<T> Page<T> {
+    /// The page of `rows` (read with one more than `limit`, to know whether more follow).
+    pub(crate) fn ending(
+        mut rows: Vec<(i64, T)>,
+        limit: usize,
+        position: impl Fn(&(i64, T)) -> Position,
+    ) -> Page<T> {
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(position)
+        } else {
+            None
+        };
+        Page { items: rows.into_iter().map(|(_, item)| item).collect(), next }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
     pub limit: usize,
-    /// Continue with items older than this `seq`.
-    pub before: Option<i64>,
+    /// Continue with the items after this one.
+    pub before: Option<Position>,
+}
+
+/// An item's place in a list, newest first. Most lists are in `seq` (insertion) order; usage and
+/// the ledger are in time order, `created_at` then `seq`, so that a page filtered by time reads
+/// only its own items through an index whatever the length of the history (SPEC section 10).
+/// Their positions carry `created_at`; a position without it, given to a list in time order,
+/// stands before every item (see `Reader::page_in_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub created_at: Option<i64>,
+    pub seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -98,7 +98,7 @@ pub async fn list(
 ) -> Result<Json<ListResponse<AccountDto>>, ApiError> {
     principal.require("accounts:manage")?;
     principal.require_operator()?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
+    let page = page_request(query.limit, query.cursor.as_deref(), crate::extract::Order::Seq)?;
     let external_id = query.external_id;
     let found =
         state.store.read(move |reader| reader.accounts(external_id.as_deref(), page)).await?;

@@ -116,8 +116,7 @@ pub async fn list(
         "team:manage",
         query.account_id.as_deref(),
         false,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Seq),
     )
     .await?;
     let found =

@@ -48,8 +48,7 @@ pub async fn list(
         "credits:read",
         query.account_id.as_deref(),
         false,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Seq),
     )
     .await?;
     let status = query

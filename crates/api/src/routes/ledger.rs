@@ -136,8 +136,7 @@ pub async fn list(
         "credits:read",
         query.account_id.as_deref(),
         false,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Time),
     )
     .await?;
     let entry_type = query

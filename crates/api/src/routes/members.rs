@@ -78,8 +78,7 @@ pub async fn list(
         "team:manage",
         query.account_id.as_deref(),
         true,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Seq),
     )
     .await?;
     let account_id = account_id.ok_or_else(|| ApiError::bad_request("accountId is required"))?;

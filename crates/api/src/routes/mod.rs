@@ -87,18 +87,18 @@ pub struct AccountPageQuery {
 }
 
 /// The common start of a list: the caller's scope, the page asked for, and the account the list
-/// is about (which must exist; `required` makes it mandatory for operators).
+/// is about (which must exist; `required` makes it mandatory for operators). The page is
+/// `limit`, `cursor` and the list's order.
 pub(crate) async fn list_start(
     state: &AppState,
     principal: &crate::auth::Principal,
     scope: &str,
     account_id: Option<&str>,
     required: bool,
-    limit: Option<usize>,
-    cursor: Option<&str>,
+    (limit, cursor, order): (Option<usize>, Option<&str>, crate::extract::Order),
 ) -> Result<(Option<String>, credits_store::PageRequest), ApiError> {
     principal.require(scope)?;
-    let page = crate::extract::page_request(limit, cursor)?;
+    let page = crate::extract::page_request(limit, cursor, order)?;
     let account_id = principal.account_for_read(account_id, required)?;
     if let Some(account_id) = &account_id {
         account_exists(state, account_id).await?;

@@ -241,8 +241,7 @@ pub async fn list(
         "usage:read",
         query.account_id.as_deref(),
         false,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Time),
     )
     .await?;
     let filter = UsageFilter {

@@ -88,7 +88,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<super::AccountPageQuery>,
 ) -> Result<Json<ListResponse<WebhookEndpointDto>>, ApiError> {
     principal.require("webhooks:manage")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
+    let page = page_request(query.limit, query.cursor.as_deref(), crate::extract::Order::Seq)?;
     let account_id = principal.account_for_read(query.account_id.as_deref(), false)?;
     let found = state
         .store
@@ -159,7 +159,7 @@ pub async fn deliveries(
     ApiQuery(query): ApiQuery<PageOnlyQuery>,
 ) -> Result<Json<ListResponse<DeliveryDto>>, ApiError> {
     principal.require("webhooks:manage")?;
-    let page = page_request(query.limit, query.cursor.as_deref())?;
+    let page = page_request(query.limit, query.cursor.as_deref(), crate::extract::Order::Seq)?;
     let endpoint = endpoint_seen(&state, &principal, &id).await?;
     let found = state.store.read(move |reader| reader.deliveries(&endpoint.id, page)).await?;
     Ok(list_response(found, |delivery| DeliveryDto::from(&delivery)))
@@ -218,8 +218,7 @@ pub async fn events(
         "credits:read",
         query.account_id.as_deref(),
         false,
-        query.limit,
-        query.cursor.as_deref(),
+        (query.limit, query.cursor.as_deref(), crate::extract::Order::Seq),
     )
     .await?;
     if let Some(event_type) = &query.event_type {

@@ -17,13 +17,19 @@ cannot describe ("seed known IDs", "a `before_call` hook can give unique fields 
   of other accounts' objects, which Schemathesis would read as "the endpoint just created is not
   found") names an event of the endpoint's account instead, when the run has seen one, or else
   goes to an endpoint whose account has one; a redelivery to an operator endpoint (which gets
-  every account's events) of an event that does not exist names one that does.
+  every account's events) of an event that does not exist names one that does;
+- a create sent again with the `Idempotency-Key` and body of one that succeeded (stateful
+  scenarios repeat a step's request) gets a fresh key, when what it creates can be deleted: SPEC
+  section 9 has the repeat replay the first answer, 201 and the object, even after the object was
+  deleted, which the "created resource not found" check would read as a create that lost its
+  object.
 
 Only values the document calls valid are replaced, by other valid values; Schemathesis revalidates
 a case a hook changed, so a schema-violating request stays one and is still expected to fail.
 """
 
 import datetime
+import json
 import itertools
 import os
 import re
@@ -150,3 +156,35 @@ def redeliver_own_event(context, case, kwargs):
             case.path_parameters["id"] = other
             body["eventId"] = theirs[-1]
             return
+
+
+# Creates of objects that a DELETE removes (a revoked API key stays readable, but is gone from
+# use), and the (operation, key, body) of each that succeeded.
+DELETABLE_CREATES = {
+    "POST /v2/budgets",
+    "POST /v2/members",
+    "POST /v2/webhook-endpoints",
+}
+created = set()
+
+
+def create_signature(case):
+    label = f"{case.method.upper()} {case.operation.path}"
+    key = (case.headers or {}).get("Idempotency-Key")
+    if label not in DELETABLE_CREATES or not isinstance(key, str) or not 1 <= len(key) <= 255:
+        return None
+    return (label, key, json.dumps(case.body, sort_keys=True, default=str))
+
+
+@schemathesis.hook("after_call")
+def remember_creates(context, case, response):
+    signature = create_signature(case)
+    if signature is not None and 200 <= response.status_code < 300:
+        created.add(signature)
+
+
+@schemathesis.hook("before_call")
+def fresh_key_for_repeated_create(context, case, kwargs):
+    signature = create_signature(case)
+    if signature is not None and signature in created:
+        case.headers["Idempotency-Key"] = f"{signature[1][:240]}-r{next(counter)}"

@@ -211,10 +211,13 @@ pub(crate) fn idempotency_prefetch<'k>(
 }
 
 /// Everything a batch's usages wrote on PostgreSQL, in one statement (one round trip made while
-/// the batch holds its accounts' locks): the changed credit records, the usage rows and their
-/// hourly rollup, the ledger entries, and the answers stored with their keys. Each part is a
-/// data-modifying `WITH` clause; the statement's row count is that of the answers, checked as
-/// in [`idempotency_store`].
+/// the batch holds its accounts' locks): the changed credit records, the hourly rollup of the
+/// usages, the answers stored with their keys, and one row of the usage journal holding the usage
+/// rows and ledger entries. Those are copied into their tables (and their dozen index entries per
+/// usage written) by [`journal_materialize`] after the commit, outside the locks: a hot account's
+/// lock covers a handful of rows per batch and one index entry pair per keyed usage. Each part is
+/// a data-modifying `WITH` clause. The answers' row count is checked as in [`idempotency_store`];
+/// the journal row's id is returned (none when the batch wrote no usage and no entry).
 pub(crate) fn hot_flush_pg(
     connection: &Conn<'_>,
     records: &[&credits_core::CreditRecord],
@@ -222,7 +225,7 @@ pub(crate) fn hot_flush_pg(
     entries: &[LedgerEntry],
     answers: &[StoredAnswer],
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let records: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -242,7 +245,9 @@ pub(crate) fn hot_flush_pg(
             ])
         })
         .collect();
-    let hourly = hourly_sums(usage);
+    let mut hourly: Vec<_> = hourly_sums(usage).into_iter().collect();
+    // In key order, so that two transactions upserting the same rollup rows take them in one order.
+    hourly.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let usage_rows: Vec<Value> = usage.iter().map(usage_row).collect();
     let hourly_rows: Vec<Value> = hourly
         .iter()
@@ -262,7 +267,8 @@ pub(crate) fn hot_flush_pg(
     let entry_rows: Vec<Value> = entries.iter().map(entry_row).collect();
     let answer_rows: Vec<Value> = answers.iter().map(answer_row).collect();
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
-    let stored = connection
+    let journal = !usage.is_empty() || !entries.is_empty();
+    let (stored, journal_id) = connection
         .prepare_cached(&format!(
             "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
              remaining = (r->>3)::bigint, expired_amount = (r->>4)::bigint, \
@@ -270,23 +276,81 @@ pub(crate) fn hot_flush_pg(
              voided = (r->>7)::bool::int, status = r->>8, open = (r->>9)::bool::int, \
              updated_at = (r->>10)::bigint \
              FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0), \
-             u AS ({USAGE_INSERT} FROM jsonb_array_elements(?2::text::jsonb) AS r), \
-             h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {HOURLY_UPSERT}), \
-             l AS ({LEDGER_INSERT} FROM jsonb_array_elements(?4::text::jsonb) WITH ORDINALITY \
-             AS t(r, n) ORDER BY n) \
-             {IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?5::text::jsonb) AS r {}",
-            idempotency_upsert(6)
+             h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?2::text::jsonb) WITH ORDINALITY \
+             AS t(r, n) ORDER BY n {HOURLY_UPSERT}), \
+             a AS ({IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {} \
+             RETURNING 1), \
+             j AS (INSERT INTO usage_journal (created_at, usage, ledger) \
+             SELECT ?5, ?6, ?7 WHERE ?8::bigint = 1 RETURNING id) \
+             SELECT (SELECT count(*) FROM a), (SELECT id FROM j)",
+            idempotency_upsert(4)
         ))?
-        .execute(params![
-            Value::Array(records).to_string(),
-            Value::Array(usage_rows).to_string(),
-            Value::Array(hourly_rows).to_string(),
-            Value::Array(entry_rows).to_string(),
-            Value::Array(answer_rows).to_string(),
-            fresh_after
-        ])?;
-    if stored != answers.len() {
+        .query_row(
+            params![
+                Value::Array(records).to_string(),
+                Value::Array(hourly_rows).to_string(),
+                Value::Array(answer_rows).to_string(),
+                fresh_after,
+                now.0,
+                Value::Array(usage_rows).to_string(),
+                Value::Array(entry_rows).to_string(),
+                i64::from(journal)
+            ],
+            |row| Ok((row.get::<i64>(0)?, row.get::<Option<i64>>(1)?)),
+        )?;
+    if usize::try_from(stored).ok() != Some(answers.len()) {
         return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
     }
+    Ok(journal_id)
+}
+
+/// Copies journal rows into the usage and ledger tables and deletes them, in one statement, so
+/// each row is copied exactly once whoever runs it: of two nodes copying one row, the second
+/// waits for the first's delete and then finds nothing. `which` selects the rows' ids; the count
+/// of rows copied is returned.
+fn journal_copy(
+    connection: &Conn<'_>,
+    which: &str,
+    value: &dyn crate::db::ToValue,
+) -> Result<i64, StoreError> {
+    let copied = connection
+        .prepare_cached(&format!(
+            "WITH j AS (DELETE FROM usage_journal WHERE id IN ({which}) \
+             RETURNING id, usage, ledger), \
+             u AS ({USAGE_INSERT} FROM j CROSS JOIN LATERAL jsonb_array_elements(j.usage::jsonb) \
+             WITH ORDINALITY AS t(r, n) ORDER BY j.id, n), \
+             l AS ({LEDGER_INSERT} FROM j CROSS JOIN LATERAL jsonb_array_elements(j.ledger::jsonb) \
+             WITH ORDINALITY AS t(r, n) ORDER BY j.id, n) \
+             SELECT count(*) FROM j"
+        ))?
+        .query_row(params![value], |row| row.get::<i64>(0))?;
+    Ok(copied)
+}
+
+/// Copies the journal rows a batch of this node committed (see [`hot_flush_pg`]).
+pub(crate) fn journal_materialize(connection: &Conn<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    let ids = Value::Array(ids.iter().map(|&id| json!(id)).collect()).to_string();
+    journal_copy(
+        connection,
+        "SELECT value::bigint FROM jsonb_array_elements_text(?1::text::jsonb)",
+        &ids,
+    )?;
     Ok(())
+}
+
+/// Copies journal rows written before `before` (microseconds) that nobody is copying: those of a
+/// node that stopped between its commit and the copy. Up to 256 rows; how many were copied.
+pub(crate) fn journal_recover(connection: &Conn<'_>, before: i64) -> Result<i64, StoreError> {
+    let pending = connection
+        .prepare_cached("SELECT 1 FROM usage_journal WHERE created_at < ?1 LIMIT 1")?
+        .exists(params![before])?;
+    if !pending {
+        return Ok(0);
+    }
+    journal_copy(
+        connection,
+        "SELECT id FROM usage_journal WHERE created_at < ?1 ORDER BY id LIMIT 256 \
+         FOR UPDATE SKIP LOCKED",
+        &before,
+    )
 }

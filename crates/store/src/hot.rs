@@ -259,7 +259,7 @@ pub(crate) fn flush(
         account.spending.save(connection)?;
     }
     if pg {
-        crate::bulk::hot_flush_pg(
+        let journal = crate::bulk::hot_flush_pg(
             connection,
             &records,
             &hot.usage,
@@ -267,6 +267,7 @@ pub(crate) fn flush(
             &hot.answers,
             now,
         )?;
+        writer.journal.extend(journal);
     } else {
         crate::bulk::entries_insert(connection, &hot.entries)?;
         crate::bulk::usage_insert(connection, &hot.usage)?;

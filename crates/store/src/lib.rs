@@ -10,6 +10,7 @@
 mod backup;
 mod bulk;
 mod checkpoint;
+mod copier;
 mod db;
 mod faults;
 mod hot;
@@ -154,6 +155,9 @@ impl Store {
         let config = pg::config(url)?;
         let mut connection = pg::connect(&config)?;
         schema::migrate_pg(&mut connection.client)?;
+        // The journal a node left when it stopped between a commit and its copy (any node's:
+        // copying one another's is harmless, each row is copied once).
+        while crate::bulk::journal_recover(&db::Conn::pg(&mut connection), i64::MAX)? > 0 {}
         let readers = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))

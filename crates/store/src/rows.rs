@@ -283,7 +283,7 @@ pub(crate) fn usage_row_insert(connection: &Conn<'_>, usage: &UsageRecord) -> Sq
 }
 
 /// The row of the hourly rollup a usage counts in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct HourlyKey {
     pub(crate) account_id: String,
     pub(crate) hour: i64,

@@ -67,6 +67,8 @@ pub(crate) struct Writer {
     /// Idempotency keys of the batch's usages read at its start (PostgreSQL): `None` for a key
     /// not stored. Keys absent from the map are read when needed.
     pub(crate) known: std::collections::HashMap<(String, String), Option<StoredAnswer>>,
+    /// The usage journal rows this batch wrote (PostgreSQL), copied after its commit.
+    pub(crate) journal: Vec<i64>,
 }
 
 impl Writer {
@@ -191,6 +193,10 @@ pub(crate) fn run(
     hooks: crate::faults::Hooks,
 ) {
     let shared = matches!(backend, Backend::Pg { .. });
+    let copier = match &backend {
+        Backend::Pg { config, .. } => Some(crate::copier::Copier::start((**config).clone())),
+        Backend::Sqlite { .. } => None,
+    };
     if let Some(faults) = &hooks.faults {
         faults.install();
     }
@@ -206,6 +212,7 @@ pub(crate) fn run(
         locked_rows: std::collections::HashMap::new(),
         hot: crate::hot::Hot::default(),
         known: std::collections::HashMap::new(),
+        journal: Vec::new(),
     };
     // Jobs a batch could not take (their accounts were locked by another node): first in the next.
     let mut deferred: Vec<Job> = Vec::new();
@@ -260,7 +267,23 @@ pub(crate) fn run(
         }
         match committed {
             Ok(results) => {
-                for (job, results) in jobs.into_iter().zip(results) {
+                let mut answers: Vec<_> = jobs.into_iter().zip(results).collect();
+                if let (Some(copier), false) = (&copier, writer.journal.is_empty()) {
+                    let journal = std::mem::take(&mut writer.journal);
+                    match copier.send(crate::copier::Committed { journal, answers }) {
+                        Ok(()) => answers = Vec::new(),
+                        Err(committed) => {
+                            let copied = backend.conn().and_then(|connection| {
+                                crate::bulk::journal_materialize(&connection, &committed.journal)
+                            });
+                            if let Err(error) = copied {
+                                tracing::warn!(%error, "copying the usage journal failed");
+                            }
+                            answers = committed.answers;
+                        }
+                    }
+                }
+                for (job, results) in answers {
                     // A caller that went away still had its write committed; nothing to do.
                     let _ = job.reply.send(results);
                 }
@@ -387,6 +410,7 @@ fn batch_execute(
     writer.locked_rows.clear();
     writer.hot = crate::hot::Hot::default();
     writer.known.clear();
+    writer.journal.clear();
     if writer.shared {
         let keys = jobs
             .iter()
@@ -1228,6 +1252,14 @@ fn sweep(
              WHERE created_at <= ?1 LIMIT 10000)",
         )?
         .execute([forget_before])?;
+    if connection.is_pg() {
+        // The journal of a node that stopped between a commit and its copy.
+        let before = now.0 - crate::copier::RECOVER_AFTER_MICROS;
+        let copied = crate::bulk::journal_recover(connection, before)?;
+        if copied > 0 {
+            tracing::info!(copied, "copied usage journal rows left by a stopped node");
+        }
+    }
     Ok(Outcome::Swept { expired_holds, expired_credits })
 }
 
@@ -1401,9 +1433,19 @@ fn budget_create(
         }
     }
     let (period_start, _) = period_bounds(new.period, now);
+    // On PostgreSQL, usage committed but not yet copied out of the journal counts too; one
+    // statement reads both, so a copy committing meanwhile is counted once.
+    let usage = if connection.is_pg() {
+        "(SELECT credits, created_at, account_id, service, member_id, api_key_id FROM usage \
+         WHERE account_id = ?1 AND created_at >= ?2 UNION ALL \
+         SELECT (r->>5)::bigint, (r->>12)::bigint, r->>1, r->>2, r->>7, r->>8 FROM usage_journal \
+         CROSS JOIN LATERAL jsonb_array_elements(usage_journal.usage::jsonb) AS r) AS usage"
+    } else {
+        "usage"
+    };
     let used: i64 = connection
         .prepare_cached(&format!(
-            "SELECT CAST(coalesce(sum(credits), 0) AS BIGINT) FROM usage WHERE account_id = ?1 \
+            "SELECT CAST(coalesce(sum(credits), 0) AS BIGINT) FROM {usage} WHERE account_id = ?1 \
              AND created_at >= ?2 AND {column} = ?3"
         ))?
         .query_row(params![new.account_id, period_start.0, value], |row| row.get(0))?;

@@ -1,0 +1,114 @@
+//! PostgreSQL: copying a committed batch's usage journal into the usage and ledger tables, on a
+//! connection and thread of its own, then answering the batch.
+//!
+//! The writer commits a batch with its usages' rows in one journal row (`bulk::hot_flush_pg`),
+//! which releases the batch's account locks, and hands the journal ids and the batch's answers to
+//! the copier; it then takes the next batch while the copier writes the rows and their index
+//! entries. A request is answered once its rows are in their tables, so whoever got an answer
+//! reads its usage and ledger entries like any other.
+//!
+//! The answers wait for the copy, not on it: the batch is committed, its journal row durable, so a
+//! copy that fails (the database lost, say) is logged and its journal row left for
+//! `bulk::journal_recover`, which every node's sweep runs on rows older than
+//! [`RECOVER_AFTER_MICROS`], and every node runs at start.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::db::{Conn, PgConn};
+use crate::{Job, StoreError};
+
+/// How old a journal row must be before a sweep copies it: its own node copies it within
+/// milliseconds unless that node stopped.
+pub(crate) const RECOVER_AFTER_MICROS: i64 = 5_000_000;
+
+/// How many committed batches may wait for the copier before the writer waits for it.
+const QUEUE: usize = 4;
+
+/// How often a copy that failed is tried again before it is left to recovery.
+const TRIES: usize = 3;
+
+/// A committed batch: its journal rows, and the answers to send once they are copied.
+pub(crate) struct Committed {
+    pub(crate) journal: Vec<i64>,
+    pub(crate) answers: Vec<(Job, Vec<Result<crate::types::Executed, StoreError>>)>,
+}
+
+pub(crate) struct Copier {
+    sender: Option<mpsc::SyncSender<Committed>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Copier {
+    pub(crate) fn start(config: postgres::Config) -> Copier {
+        let (sender, receiver) = mpsc::sync_channel::<Committed>(QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("credits-copier".into())
+            .spawn(move || copy_forever(&config, &receiver));
+        match spawned {
+            Ok(thread) => Copier { sender: Some(sender), thread: Some(thread) },
+            Err(error) => {
+                tracing::error!(%error, "the copier thread did not start; the writer copies");
+                Copier { sender: None, thread: None }
+            }
+        }
+    }
+
+    /// Queues a committed batch (waiting while the queue is full). A copier that is gone (it
+    /// panicked, or never started) gives the batch back, for the writer to copy and answer.
+    pub(crate) fn send(&self, committed: Committed) -> Result<(), Committed> {
+        match &self.sender {
+            Some(sender) => sender.send(committed).map_err(|mpsc::SendError(c)| c),
+            None => Err(committed),
+        }
+    }
+}
+
+impl Drop for Copier {
+    /// Copies and answers everything queued before the writer stops.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the copier thread panicked");
+            }
+        }
+    }
+}
+
+fn copy_forever(config: &postgres::Config, receiver: &mpsc::Receiver<Committed>) {
+    let mut connection: Option<PgConn> = None;
+    while let Ok(committed) = receiver.recv() {
+        let started = std::time::Instant::now();
+        for tries in 1..=TRIES {
+            match copy(config, &mut connection, &committed.journal) {
+                Ok(()) => break,
+                Err(error) => {
+                    connection = None;
+                    tracing::warn!(%error, tries, "copying the usage journal failed");
+                }
+            }
+        }
+        metrics::histogram!("credits_writer_copy_seconds")
+            .record(started.elapsed().as_secs_f64());
+        for (job, results) in committed.answers {
+            // A caller that went away still had its write committed; nothing to do.
+            let _ = job.reply.send(results);
+        }
+    }
+}
+
+fn copy(
+    config: &postgres::Config,
+    connection: &mut Option<PgConn>,
+    journal: &[i64],
+) -> Result<(), StoreError> {
+    if connection.as_ref().is_some_and(|c| c.client.is_closed()) {
+        *connection = None;
+    }
+    let connection = match connection {
+        Some(connection) => connection,
+        None => connection.insert(crate::pg::connect(config)?),
+    };
+    crate::bulk::journal_materialize(&Conn::pg(connection), journal)
+}

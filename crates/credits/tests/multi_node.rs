@@ -479,3 +479,72 @@ async fn a_dashboard_session_works_on_every_node() {
         assert_eq!(read.status, 401, "node {n} ended the session: {read:?}");
     }
 }
+
+/// Usage committed by a node that stopped between its commit and the copy of its usage journal
+/// (the rows still in `usage_journal`, see `store/src/copier.rs`) reaches the usage list and the
+/// ledger exactly once: a running node's sweep copies it, and a node that starts afterwards finds
+/// nothing left to copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 1);
+    let node = &cluster.nodes[0];
+    let url = cluster.database.url.clone();
+    let account = node.create_account().await;
+    node.purchase(&account, 100, json!({"service": "smartcheck"})).await;
+    let target = Target::of(node);
+    let mut charged = BTreeSet::new();
+    for _ in 0..3 {
+        let answer = target.post("/v2/usage", &usage(&account, 2), Some(&key("journal"))).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        charged.insert(answer.json["id"].as_str().unwrap().to_string());
+    }
+    let listed_ids = |usages: &[serde_json::Value]| -> BTreeSet<String> {
+        usages.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect()
+    };
+    let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed_ids(&before), charged, "answered usage is listed at once");
+
+    // What a node stopped after its commit leaves: the committed usages' rows in one journal
+    // row (long past the 5 s within which their own node would have copied them), not in the
+    // tables lists read.
+    cluster::sql(
+        &url,
+        "INSERT INTO usage_journal (created_at, usage, ledger) SELECT 0, \
+         (SELECT json_agg(json_build_array(id, account_id, service, operation, quantity, credits, \
+         allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
+         ORDER BY seq) FROM usage)::text, \
+         (SELECT json_agg(json_build_array(account_id, credit_id, type, credits, remaining_after, \
+         usage_id, reservation_id, member_id, api_key_id, created_at) ORDER BY seq) FROM ledger \
+         WHERE type = 'usage')::text; \
+         DELETE FROM usage; DELETE FROM ledger WHERE type = 'usage';",
+    )
+    .unwrap();
+    let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
+    assert!(list_all(node, &ledger_path).await.is_empty());
+
+    // The running node's sweep (every second) copies it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut listed = Vec::new();
+    while Instant::now() < deadline {
+        listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, before, "the journal's usage is back, as it was answered");
+    assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
+    let left = cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
+    assert_eq!(left, ["0"], "the journal row is gone with its copy");
+
+    // A node starting now copies nothing again.
+    let key_file = cluster.webhook_key_file();
+    let env = [("CREDITS_WEBHOOK_KEY_FILE", key_file.to_str().unwrap())];
+    let second = common::spawn_node(&url, &env).await;
+    let again = list_all(&second, &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed_ids(&again), charged, "each usage once");
+    assert_eq!(list_all(&second, &ledger_path).await.len(), 3);
+    let record = &second.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
+    assert_eq!(record["used"], 6, "{record}");
+}

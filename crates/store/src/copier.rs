@@ -7,8 +7,11 @@
 //! entries. A request is answered once its rows are in their tables, so whoever got an answer
 //! reads its usage and ledger entries like any other.
 //!
-//! The answers wait for the copy, not on it: the batch is committed, its journal row durable, so a
-//! copy that fails (the database lost, say) is logged and its journal row left for
+//! The batch's commit does not wait for the disk (`synchronous_commit = off`), so that its locks
+//! go as soon as it is committed; the copy's commit does, and since it comes after the batch's in
+//! the log, the batch is on disk when the copy is. A batch is answered only then. A copy that
+//! fails (the database lost, say) leaves the batch's outcome unknown: it is answered 503, as a
+//! commit that failed is, and its journal row (if the commit reached the disk) is left for
 //! `bulk::journal_recover`, which every node's sweep runs on rows older than
 //! [`RECOVER_AFTER_MICROS`], and every node runs at start.
 
@@ -31,8 +34,11 @@ const TRIES: usize = 3;
 /// A committed batch: its journal rows, and the answers to send once they are copied.
 pub(crate) struct Committed {
     pub(crate) journal: Vec<i64>,
-    pub(crate) answers: Vec<(Job, Vec<Result<crate::types::Executed, StoreError>>)>,
+    pub(crate) answers: Answers,
 }
+
+/// Each job of a batch with its results.
+pub(crate) type Answers = Vec<(Job, Vec<Result<crate::types::Executed, StoreError>>)>;
 
 pub(crate) struct Copier {
     sender: Option<mpsc::SyncSender<Committed>>,
@@ -80,21 +86,37 @@ fn copy_forever(config: &postgres::Config, receiver: &mpsc::Receiver<Committed>)
     let mut connection: Option<PgConn> = None;
     while let Ok(committed) = receiver.recv() {
         let started = std::time::Instant::now();
+        let mut failure = None;
         for tries in 1..=TRIES {
             match copy(config, &mut connection, &committed.journal) {
-                Ok(()) => break,
+                Ok(()) => {
+                    failure = None;
+                    break;
+                }
                 Err(error) => {
                     connection = None;
                     tracing::warn!(%error, tries, "copying the usage journal failed");
+                    failure = Some(error);
                 }
             }
         }
-        metrics::histogram!("credits_writer_copy_seconds")
-            .record(started.elapsed().as_secs_f64());
-        for (job, results) in committed.answers {
-            // A caller that went away still had its write committed; nothing to do.
-            let _ = job.reply.send(results);
-        }
+        metrics::histogram!("credits_writer_copy_seconds").record(started.elapsed().as_secs_f64());
+        answer(committed.answers, failure);
+    }
+}
+
+/// Sends a batch's answers, or 503 to all of them when its copy failed.
+pub(crate) fn answer(answers: Answers, failure: Option<StoreError>) {
+    for (job, results) in answers {
+        let results = match &failure {
+            None => results,
+            Some(error) => results
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(format!("outcome unknown: {error}"))))
+                .collect(),
+        };
+        // A caller that went away still had its write committed; nothing to do.
+        let _ = job.reply.send(results);
     }
 }
 

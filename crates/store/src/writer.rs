@@ -267,25 +267,21 @@ pub(crate) fn run(
         }
         match committed {
             Ok(results) => {
-                let mut answers: Vec<_> = jobs.into_iter().zip(results).collect();
-                if let (Some(copier), false) = (&copier, writer.journal.is_empty()) {
-                    let journal = std::mem::take(&mut writer.journal);
-                    match copier.send(crate::copier::Committed { journal, answers }) {
-                        Ok(()) => answers = Vec::new(),
-                        Err(committed) => {
+                let answers: Vec<_> = jobs.into_iter().zip(results).collect();
+                let journal = std::mem::take(&mut writer.journal);
+                match &copier {
+                    Some(copier) if !journal.is_empty() => {
+                        if let Err(committed) =
+                            copier.send(crate::copier::Committed { journal, answers })
+                        {
+                            // No copier: the writer copies (its commit waits for the disk).
                             let copied = backend.conn().and_then(|connection| {
                                 crate::bulk::journal_materialize(&connection, &committed.journal)
                             });
-                            if let Err(error) = copied {
-                                tracing::warn!(%error, "copying the usage journal failed");
-                            }
-                            answers = committed.answers;
+                            crate::copier::answer(committed.answers, copied.err());
                         }
                     }
-                }
-                for (job, results) in answers {
-                    // A caller that went away still had its write committed; nothing to do.
-                    let _ = job.reply.send(results);
+                    _ => crate::copier::answer(answers, None),
                 }
                 // After the answers, so that nobody waits for it.
                 if let Backend::Sqlite { connection, restart } = &backend {
@@ -488,7 +484,19 @@ fn batch_execute(
     metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
     let committed = std::time::Instant::now();
     crate::faults::before_commit()?;
-    connection.batch("COMMIT")?;
+    if !writer.journal.is_empty() {
+        // The locks go at once, without waiting for the disk: the copier's commit, which comes
+        // after this one in the log, waits for both before the batch is answered (see
+        // `copier`).
+        connection.batch("SET LOCAL synchronous_commit = off; COMMIT")?;
+    } else {
+        if writer.shared && results.iter().flatten().flatten().any(|e| e.replayed) {
+            // A replayed answer may be another node's not yet on disk (committed without
+            // waiting, above): a transaction id makes this commit wait for the log up to here.
+            connection.batch("SELECT txid_current()")?;
+        }
+        connection.batch("COMMIT")?;
+    }
     metrics::histogram!("credits_writer_commit_statement_seconds")
         .record(committed.elapsed().as_secs_f64());
     Ok(results)

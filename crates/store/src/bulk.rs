@@ -268,6 +268,8 @@ pub(crate) fn hot_flush_pg(
     let answer_rows: Vec<Value> = answers.iter().map(answer_row).collect();
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     let journal = !usage.is_empty() || !entries.is_empty();
+    // `credits.id = ANY(ARRAY(…))` makes the records a probe of `credits.id` each: joined with
+    // the array alone, the planner (which takes any JSON array for 100 rows) scans the table.
     let (stored, journal_id) = connection
         .prepare_cached(&format!(
             "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
@@ -275,7 +277,9 @@ pub(crate) fn hot_flush_pg(
              voided_amount = (r->>5)::bigint, expired = (r->>6)::bool::int, \
              voided = (r->>7)::bool::int, status = r->>8, open = (r->>9)::bool::int, \
              updated_at = (r->>10)::bigint \
-             FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0), \
+             FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0 \
+             AND credits.id = ANY(ARRAY(SELECT x->>0 FROM jsonb_array_elements(?1::text::jsonb) \
+             AS x))), \
              h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?2::text::jsonb) WITH ORDINALITY \
              AS t(r, n) ORDER BY n {HOURLY_UPSERT}), \
              a AS ({IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {} \
@@ -306,8 +310,8 @@ pub(crate) fn hot_flush_pg(
 
 /// Copies journal rows into the usage and ledger tables and deletes them, in one statement, so
 /// each row is copied exactly once whoever runs it: of two nodes copying one row, the second
-/// waits for the first's delete and then finds nothing. `which` selects the rows' ids; the count
-/// of rows copied is returned.
+/// waits for the first's delete and then finds nothing. `which` selects the rows' ids (made an
+/// array, so that each is a probe of the primary key); the count of rows copied is returned.
 fn journal_copy(
     connection: &Conn<'_>,
     which: &str,
@@ -315,7 +319,7 @@ fn journal_copy(
 ) -> Result<i64, StoreError> {
     let copied = connection
         .prepare_cached(&format!(
-            "WITH j AS (DELETE FROM usage_journal WHERE id IN ({which}) \
+            "WITH j AS (DELETE FROM usage_journal WHERE id = ANY(ARRAY({which})) \
              RETURNING id, usage, ledger), \
              u AS ({USAGE_INSERT} FROM j CROSS JOIN LATERAL jsonb_array_elements(j.usage::jsonb) \
              WITH ORDINALITY AS t(r, n) ORDER BY j.id, n), \

@@ -1254,12 +1254,16 @@ fn sweep(
     outbox::expiring_soon(connection, writer, now)?;
     connection.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?.execute([now.0])?;
     let forget_before = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
-    connection
-        .prepare_cached(
-            "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency \
-             WHERE created_at <= ?1 LIMIT 10000)",
-        )?
-        .execute([forget_before])?;
+    let forget = if connection.is_pg() {
+        // Rows by their `ctid`, the oldest first: PostgreSQL joins the `IN` form to a scan of
+        // the whole table, and without the order it may scan it for old keys where none are.
+        "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency \
+         WHERE created_at <= ?1 ORDER BY created_at LIMIT 10000))"
+    } else {
+        "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency \
+         WHERE created_at <= ?1 LIMIT 10000)"
+    };
+    connection.prepare_cached(forget)?.execute([forget_before])?;
     if connection.is_pg() {
         // The journal of a node that stopped between a commit and its copy.
         let before = now.0 - crate::copier::RECOVER_AFTER_MICROS;

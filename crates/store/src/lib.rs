@@ -156,8 +156,12 @@ impl Store {
         let mut connection = pg::connect(&config)?;
         schema::migrate_pg(&mut connection.client)?;
         // The journal a node left when it stopped between a commit and its copy (any node's:
-        // copying one another's is harmless, each row is copied once).
-        while crate::bulk::journal_recover(&db::Conn::pg(&mut connection), i64::MAX)? > 0 {}
+        // copying one another's is harmless, each row is copied once). Rows written from now on
+        // are their live nodes' to copy, so that a start under load ends.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        while crate::bulk::journal_recover(&db::Conn::pg(&mut connection), started)? > 0 {}
         let readers = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))

@@ -480,14 +480,26 @@ async fn a_dashboard_session_works_on_every_node() {
     }
 }
 
+/// Puts the usage rows and usage ledger entries back into one journal row, as a node stopped
+/// after its commit leaves them (long past the 5 s within which their own node would have copied
+/// them), and out of the tables lists read.
+const BACK_INTO_THE_JOURNAL: &str = "INSERT INTO usage_journal (created_at, usage, ledger) \
+    SELECT 0, \
+    (SELECT json_agg(json_build_array(id, account_id, service, operation, quantity, credits, \
+    allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
+    ORDER BY seq) FROM usage)::text, \
+    (SELECT json_agg(json_build_array(account_id, credit_id, type, credits, remaining_after, \
+    usage_id, reservation_id, member_id, api_key_id, created_at) ORDER BY seq) FROM ledger \
+    WHERE type = 'usage')::text; \
+    DELETE FROM usage; DELETE FROM ledger WHERE type = 'usage';";
+
 /// Usage committed by a node that stopped between its commit and the copy of its usage journal
 /// (the rows still in `usage_journal`, see `store/src/copier.rs`) reaches the usage list and the
-/// ledger exactly once: a running node's sweep copies it, and a node that starts afterwards finds
-/// nothing left to copy.
+/// ledger exactly once: a running node's sweep copies it, and so does a node as it starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others() {
     let Some(base) = postgres_or_skip() else { return };
-    let cluster = Cluster::start(&base, 1);
+    let mut cluster = Cluster::start(&base, 1);
     let node = &cluster.nodes[0];
     let url = cluster.database.url.clone();
     let account = node.create_account().await;
@@ -505,21 +517,8 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed_ids(&before), charged, "answered usage is listed at once");
 
-    // What a node stopped after its commit leaves: the committed usages' rows in one journal
-    // row (long past the 5 s within which their own node would have copied them), not in the
-    // tables lists read.
-    cluster::sql(
-        &url,
-        "INSERT INTO usage_journal (created_at, usage, ledger) SELECT 0, \
-         (SELECT json_agg(json_build_array(id, account_id, service, operation, quantity, credits, \
-         allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
-         ORDER BY seq) FROM usage)::text, \
-         (SELECT json_agg(json_build_array(account_id, credit_id, type, credits, remaining_after, \
-         usage_id, reservation_id, member_id, api_key_id, created_at) ORDER BY seq) FROM ledger \
-         WHERE type = 'usage')::text; \
-         DELETE FROM usage; DELETE FROM ledger WHERE type = 'usage';",
-    )
-    .unwrap();
+    // What a node stopped after its commit leaves.
+    cluster::sql(&url, BACK_INTO_THE_JOURNAL).unwrap();
     let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
     assert!(list_all(node, &ledger_path).await.is_empty());
 
@@ -538,12 +537,15 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let left = cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
     assert_eq!(left, ["0"], "the journal row is gone with its copy");
 
-    // A node starting now copies nothing again.
+    // With no node running, the same rows back in the journal: a node copies them as it starts,
+    // before it answers, and only once.
+    cluster.nodes[0].kill();
+    cluster::sql(&url, BACK_INTO_THE_JOURNAL).unwrap();
     let key_file = cluster.webhook_key_file();
     let env = [("CREDITS_WEBHOOK_KEY_FILE", key_file.to_str().unwrap())];
     let second = common::spawn_node(&url, &env).await;
     let again = list_all(&second, &format!("/v2/usage?accountId={account}")).await;
-    assert_eq!(listed_ids(&again), charged, "each usage once");
+    assert_eq!(listed_ids(&again), charged, "each usage once, copied at start");
     assert_eq!(list_all(&second, &ledger_path).await.len(), 3);
     let record = &second.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
     assert_eq!(record["used"], 6, "{record}");

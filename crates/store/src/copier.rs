@@ -18,7 +18,7 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::db::{Conn, PgConn};
+use crate::writer::Backend;
 use crate::{Job, StoreError};
 
 /// How old a journal row must be before a sweep copies it: its own node copies it within
@@ -48,9 +48,10 @@ pub(crate) struct Copier {
 impl Copier {
     pub(crate) fn start(config: postgres::Config) -> Copier {
         let (sender, receiver) = mpsc::sync_channel::<Committed>(QUEUE);
-        let spawned = std::thread::Builder::new()
-            .name("credits-copier".into())
-            .spawn(move || copy_forever(&config, &receiver));
+        let spawned = std::thread::Builder::new().name("credits-copier".into()).spawn(move || {
+            let backend = Backend::Pg { config: Box::new(config), connection: None };
+            copy_forever(backend, &receiver);
+        });
         match spawned {
             Ok(thread) => Copier { sender: Some(sender), thread: Some(thread) },
             Err(error) => {
@@ -82,19 +83,17 @@ impl Drop for Copier {
     }
 }
 
-fn copy_forever(config: &postgres::Config, receiver: &mpsc::Receiver<Committed>) {
-    let mut connection: Option<PgConn> = None;
+fn copy_forever(mut backend: Backend, receiver: &mpsc::Receiver<Committed>) {
     while let Ok(committed) = receiver.recv() {
         let started = std::time::Instant::now();
         let mut failure = None;
         for tries in 1..=TRIES {
-            match copy(config, &mut connection, &committed.journal) {
+            match copy(&mut backend, &committed.journal) {
                 Ok(()) => {
                     failure = None;
                     break;
                 }
                 Err(error) => {
-                    connection = None;
                     tracing::warn!(%error, tries, "copying the usage journal failed");
                     failure = Some(error);
                 }
@@ -120,17 +119,7 @@ pub(crate) fn answer(answers: Answers, failure: Option<StoreError>) {
     }
 }
 
-fn copy(
-    config: &postgres::Config,
-    connection: &mut Option<PgConn>,
-    journal: &[i64],
-) -> Result<(), StoreError> {
-    if connection.as_ref().is_some_and(|c| c.client.is_closed()) {
-        *connection = None;
-    }
-    let connection = match connection {
-        Some(connection) => connection,
-        None => connection.insert(crate::pg::connect(config)?),
-    };
-    crate::bulk::journal_materialize(&Conn::pg(connection), journal)
+/// Copies journal rows on the backend's connection, opened again when it was lost.
+pub(crate) fn copy(backend: &mut Backend, journal: &[i64]) -> Result<(), StoreError> {
+    crate::bulk::journal_materialize(&backend.conn()?, journal)
 }

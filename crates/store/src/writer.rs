@@ -165,7 +165,7 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    fn conn(&mut self) -> Result<Conn<'_>, StoreError> {
+    pub(crate) fn conn(&mut self) -> Result<Conn<'_>, StoreError> {
         match self {
             Backend::Sqlite { connection, .. } => Ok(Conn::Sqlite(connection)),
             Backend::Pg { config, connection } => {
@@ -275,9 +275,7 @@ pub(crate) fn run(
                             copier.send(crate::copier::Committed { journal, answers })
                         {
                             // No copier: the writer copies (its commit waits for the disk).
-                            let copied = backend.conn().and_then(|connection| {
-                                crate::bulk::journal_materialize(&connection, &committed.journal)
-                            });
+                            let copied = crate::copier::copy(&mut backend, &committed.journal);
                             crate::copier::answer(committed.answers, copied.err());
                         }
                     }

@@ -445,6 +445,40 @@ async fn a_key_revoked_on_one_node_is_refused_by_every_node() {
     }
 }
 
+/// Each node keeps its copy of the service catalog between batches (PostgreSQL), and must drop it
+/// when another node changes the catalog: a price changed through one node prices the next usage
+/// on every node, and a service created on one node is known to the others at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_price_changed_on_one_node_prices_the_next_usage_on_every_node() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    nodes[0].purchase(&account, 1_000, json!({})).await;
+    let charged = |answer: &Answer| {
+        assert_eq!(answer.status, 201, "{answer:?}");
+        num(&answer.json, "credits")
+    };
+    // Every node prices one usage at the first price, and so holds the catalog.
+    for node in nodes {
+        assert_eq!(charged(&node.use_credits(&account, "smartcheck", 1).await), 1);
+        let unknown = node.use_credits(&account, "ocr", 1).await;
+        assert_eq!(unknown.status, 422, "no such service yet: {unknown:?}");
+    }
+    let patched = nodes[1].patch("/v2/services/smartcheck", &json!({"unitCost": 7})).await;
+    assert_eq!(patched.status, 200, "{patched:?}");
+    let created =
+        nodes[2].post("/v2/services", &json!({"id": "ocr", "name": "OCR", "unitCost": 2})).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    for (n, node) in nodes.iter().enumerate() {
+        let smartcheck = charged(&node.use_credits(&account, "smartcheck", 1).await);
+        assert_eq!(smartcheck, 7, "node {n} priced smartcheck at the old price");
+        let ocr = charged(&node.use_credits(&account, "ocr", 1).await);
+        assert_eq!(ocr, 2, "node {n} priced the new service");
+    }
+    assert_eq!(num(&nodes[0].balance(&account).await, "available"), 1_000 - 3 - 3 * 9);
+}
+
 /// A dashboard session started on one node is known to the others (sessions live in the
 /// database), and signing out on another node ends it everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -83,12 +83,20 @@ impl Drop for Copier {
     }
 }
 
+/// Copies each committed batch, together with the batches that queued up meanwhile: one
+/// statement and one wait for the disk for all of them.
 fn copy_forever(mut backend: Backend, receiver: &mpsc::Receiver<Committed>) {
-    while let Ok(committed) = receiver.recv() {
+    while let Ok(first) = receiver.recv() {
+        let mut journal = first.journal;
+        let mut answers = first.answers;
+        while let Ok(more) = receiver.try_recv() {
+            journal.extend(more.journal);
+            answers.extend(more.answers);
+        }
         let started = std::time::Instant::now();
         let mut failure = None;
         for tries in 1..=TRIES {
-            match copy(&mut backend, &committed.journal) {
+            match copy(&mut backend, &journal) {
                 Ok(()) => {
                     failure = None;
                     break;
@@ -100,7 +108,7 @@ fn copy_forever(mut backend: Backend, receiver: &mpsc::Receiver<Committed>) {
             }
         }
         metrics::histogram!("credits_writer_copy_seconds").record(started.elapsed().as_secs_f64());
-        answer(committed.answers, failure);
+        answer(answers, failure);
     }
 }
 

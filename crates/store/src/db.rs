@@ -320,10 +320,13 @@ impl<T: FromCell> FromCell for Option<T> {
     }
 }
 
-/// A row of either backend.
+/// A row of either backend; or one element of a JSON array of rows (`json_build_array` of
+/// the same columns), which lets one PostgreSQL statement bring back several tables' rows for
+/// the same mappers.
 pub(crate) enum Row<'a> {
     Sqlite(&'a rusqlite::Row<'a>),
     Pg(&'a postgres::Row),
+    Json(&'a [serde_json::Value]),
 }
 
 impl Row<'_> {
@@ -361,8 +364,34 @@ impl Row<'_> {
                 };
                 T::from_cell(cell.unwrap_or(Cell::Null), column)
             }
+            Row::Json(values) => {
+                use serde_json::Value;
+                let cell = match values.get(column).ok_or_else(|| wrong(column, "a column"))? {
+                    Value::Null => Cell::Null,
+                    Value::Bool(value) => Cell::Int((*value).into()),
+                    Value::Number(value) => {
+                        Cell::Int(value.as_i64().ok_or_else(|| wrong(column, "an integer"))?)
+                    }
+                    Value::String(value) => Cell::Text(value),
+                    Value::Array(_) | Value::Object(_) => return Err(wrong(column, "a scalar")),
+                };
+                T::from_cell(cell, column)
+            }
         }
     }
+}
+
+/// Rows sent as one JSON array of arrays (`json_agg(json_build_array(…))`, `NULL` for none),
+/// each read by `map` as a [`Row`].
+pub(crate) fn json_rows<T>(
+    json: Option<&str>,
+    column: usize,
+    mut map: impl FnMut(&Row<'_>) -> DbResult<T>,
+) -> DbResult<Vec<T>> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
+        .map_err(|e| DbError::Invalid(format!("column {column}: {e}")))?;
+    rows.iter().map(|row| map(&Row::Json(row))).collect()
 }
 
 /// A PostgreSQL connection with its prepared statements.

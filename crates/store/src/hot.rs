@@ -19,7 +19,7 @@ use credits_core::{book::UsageCharge, Book, Effects, LedgerEntry, Rejection, Tim
 
 use crate::db::Conn;
 use crate::outbox;
-use crate::rows::{self, book_load};
+use crate::rows;
 use crate::spending::Spending;
 use crate::types::*;
 use crate::writer::{idempotency_lookup, usage_cost, StoredAnswer, Writer};
@@ -105,10 +105,11 @@ pub(crate) fn usage(
                     new.account_id
                 ))));
             };
+            let (book, budgets) = rows::account_state(connection, &new.account_id)?;
             HotAccount {
                 account,
-                book: book_load(connection, &new.account_id)?,
-                spending: Spending::load(connection, &new.account_id)?,
+                book,
+                spending: Spending::of(budgets),
                 records_dirty: BTreeSet::new(),
                 holds_dirty: BTreeSet::new(),
                 members: HashMap::new(),

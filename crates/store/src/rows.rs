@@ -1,6 +1,6 @@
 //! Mapping between rows and values, and the statements that persist them.
 
-use crate::db::{params, Conn, DbError, DbResult, Row};
+use crate::db::{json_rows, params, Conn, DbError, DbResult, Row};
 
 use credits_core::{
     Actor, Allocation, CreditKind, CreditRecord, EntryType, LedgerEntry, Reservation,
@@ -525,6 +525,43 @@ pub(crate) fn budgets_of_account(
         .map(|row| row.map(|(_, budget)| budget))
         .collect::<SqlResult<_>>()?;
     Ok(budgets)
+}
+
+/// An account's open records, held reservations and budgets: all a usage needs. On PostgreSQL,
+/// where it is read with the account locked, one round trip instead of three, so that the lock
+/// is held for less. (It cannot come with the lock statement itself: that statement's snapshot
+/// is taken before it waits for the lock, and would miss the commit of the batch it waited for.)
+pub(crate) fn account_state(
+    connection: &Conn<'_>,
+    account_id: &str,
+) -> Result<(credits_core::Book, Vec<Budget>), StoreError> {
+    if !connection.is_pg() {
+        return Ok((
+            book_load(connection, account_id)?,
+            budgets_of_account(connection, account_id)?,
+        ));
+    }
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT \
+         (SELECT json_agg(json_build_array({CREDIT_COLUMNS})) FROM credits \
+          WHERE account_id = ?1 AND open = 1)::text, \
+         (SELECT json_agg(json_build_array({RESERVATION_COLUMNS})) FROM reservations \
+          WHERE account_id = ?1 AND status = 'held')::text, \
+         (SELECT json_agg(json_build_array({BUDGET_COLUMNS})) FROM budgets \
+          WHERE account_id = ?1)::text"
+    ))?;
+    let (credits, holds, budgets) = statement.query_row([account_id], |row| {
+        Ok((
+            row.get::<Option<String>>(0)?,
+            row.get::<Option<String>>(1)?,
+            row.get::<Option<String>>(2)?,
+        ))
+    })?;
+    let mut book = credits_core::Book::new(account_id);
+    book.records = json_rows(credits.as_deref(), 0, |row| credit_from_row(row).map(|(_, r)| r))?;
+    book.holds = json_rows(holds.as_deref(), 1, reservation_from_row)?;
+    let budgets = json_rows(budgets.as_deref(), 2, |row| budget_from_row(row).map(|(_, b)| b))?;
+    Ok((book, budgets))
 }
 
 /// Loads the open records and held reservations of an account: all a debit needs.

@@ -338,6 +338,30 @@ ALTER TABLE usage_journal ALTER COLUMN usage SET STORAGE EXTERNAL;
 ALTER TABLE usage_journal ALTER COLUMN ledger SET STORAGE EXTERNAL;
 "#,
     ),
+    // Bumped by any change to the service catalog or the webhook endpoints, whoever makes it
+    // (a node, or an operator's own SQL): a node's writer keeps its copies of them while the
+    // number stays the same, instead of reading them again in every batch.
+    (
+        6,
+        r#"
+CREATE TABLE catalog_epoch (id BIGINT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO catalog_epoch (id, n) VALUES (1, 0);
+CREATE FUNCTION credits_catalog_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE catalog_epoch SET n = n + 1 WHERE id = 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER services_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON services
+    FOR EACH STATEMENT EXECUTE FUNCTION credits_catalog_changed();
+CREATE TRIGGER service_operations_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON service_operations
+    FOR EACH STATEMENT EXECUTE FUNCTION credits_catalog_changed();
+CREATE TRIGGER webhook_endpoints_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook_endpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION credits_catalog_changed();
+"#,
+    ),
 ];
 
 /// A SQLite migration in PostgreSQL's dialect: one schema, written once. Integers are `BIGINT`
@@ -456,5 +480,6 @@ mod tests {
         let pg = pg_migrations();
         assert!(pg[5].contains("auth_epoch"), "{}", pg[5]);
         assert_eq!(pg[6], pg_dialect(MIGRATIONS[5]));
+        assert!(pg[7].contains("usage_journal") && pg[8].contains("catalog_epoch"));
     }
 }

@@ -20,9 +20,13 @@ pub(crate) struct Spending {
 
 impl Spending {
     pub(crate) fn load(connection: &Conn<'_>, account_id: &str) -> Result<Spending, StoreError> {
-        let budgets = rows::budgets_of_account(connection, account_id)?;
+        Ok(Spending::of(rows::budgets_of_account(connection, account_id)?))
+    }
+
+    /// The account's budgets, as read.
+    pub(crate) fn of(budgets: Vec<Budget>) -> Spending {
         let changed = vec![false; budgets.len()];
-        Ok(Spending { budgets, changed })
+        Spending { budgets, changed }
     }
 
     /// Stops counting what changed holds gave back: all of a released or expired hold, the

@@ -58,6 +58,10 @@ pub(crate) struct Writer {
     services: std::collections::HashMap<String, Service>,
     /// Whether other nodes write to the same database (PostgreSQL).
     shared: bool,
+    /// On PostgreSQL, `catalog_epoch` when `endpoints` and `services` were read (`None`: read
+    /// them again); `seen_epoch`, the number this batch's first lock read with its account.
+    catalog_epoch: Option<i64>,
+    seen_epoch: Option<i64>,
     /// The accounts this transaction has locked (PostgreSQL).
     locked: std::collections::HashSet<String>,
     /// Rows of locked accounts as the lock read them, until a command of the batch reads one.
@@ -114,12 +118,23 @@ impl Writer {
         if !self.shared || self.locked.contains(account_id) {
             return Ok(true);
         }
+        // The catalog's epoch comes along, as of the statement's start (as the catalog was read
+        // before locks were: a change racing with a batch may land after it).
         let sql = format!(
-            "SELECT {} FROM accounts WHERE id = ?1 FOR UPDATE{}",
+            "SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) FROM accounts WHERE id = ?1 \
+             FOR UPDATE OF accounts{}",
             rows::ACCOUNT_COLUMNS,
             if wait { "" } else { " SKIP LOCKED" }
         );
-        let account = crate::read::find_one(connection, &sql, account_id, rows::account_from_row)?;
+        let epoch_column = rows::ACCOUNT_COLUMNS.split(',').count();
+        let found = crate::read::find_one(connection, &sql, account_id, |row| {
+            let (seq, account) = rows::account_from_row(row)?;
+            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?)))
+        })?;
+        let account = found.map(|(account, epoch)| {
+            self.seen_epoch = self.seen_epoch.or(epoch);
+            account
+        });
         if wait || account.is_some() {
             self.locked.insert(account_id.to_string());
         }
@@ -208,6 +223,8 @@ pub(crate) fn run(
         endpoints_loaded: false,
         services: std::collections::HashMap::new(),
         shared,
+        catalog_epoch: None,
+        seen_epoch: None,
         locked: std::collections::HashSet::new(),
         locked_rows: std::collections::HashMap::new(),
         hot: crate::hot::Hot::default(),
@@ -264,6 +281,7 @@ pub(crate) fn run(
         if failed {
             writer.services.clear();
             writer.endpoints_loaded = false;
+            writer.catalog_epoch = None;
         }
         match committed {
             Ok(results) => {
@@ -412,16 +430,7 @@ fn batch_execute(
             .filter(|r| matches!(r.command, Command::RecordUsage(_)))
             .filter_map(|r| r.idempotency.as_ref());
         writer.known = crate::bulk::idempotency_prefetch(connection, keys)?;
-        // Other nodes write too: what this writer holds may be stale. It is read again before
-        // any account is locked, so that the locks are held as briefly as can be.
-        writer.endpoints = endpoints_load(connection)?;
-        writer.endpoints_loaded = true;
-        writer.services.clear();
-        for request in jobs.iter().flat_map(|job| &job.requests) {
-            if let Command::RecordUsage(new) = &request.command {
-                writer.service(connection, &new.service)?;
-            }
-        }
+        writer.seen_epoch = None;
         let mut accounts: Vec<&str> = jobs
             .iter()
             .flat_map(|job| &job.requests)
@@ -434,6 +443,19 @@ fn batch_execute(
             writer.lock(connection, account)?;
         }
         metrics::histogram!("credits_writer_lock_seconds").record(waited.elapsed().as_secs_f64());
+        // Other nodes write too: the endpoints and services this writer holds are read again
+        // when the catalog's epoch moved since (rarely: almost every batch keeps them).
+        let epoch = match writer.seen_epoch {
+            Some(epoch) => epoch,
+            None => connection
+                .prepare_cached("SELECT n FROM catalog_epoch WHERE id = 1")?
+                .query_row(params![], |row| row.get(0))?,
+        };
+        if writer.catalog_epoch != Some(epoch) {
+            writer.endpoints_loaded = false;
+            writer.services.clear();
+            writer.catalog_epoch = Some(epoch);
+        }
         join_late(connection, writer, jobs, late)?;
     }
     if !writer.endpoints_loaded {
@@ -1217,6 +1239,12 @@ fn sweep(
     writer: &mut Writer,
     now: Timestamp,
 ) -> Result<Outcome, StoreError> {
+    if connection.is_pg() {
+        // Planned for the tables as they are now: a prepared statement's generic plan, made
+        // while a table was empty, would scan the whole table on every sweep once it is large
+        // (a server without autovacuum never analyzes it, and so never plans it again).
+        connection.batch("SET LOCAL plan_cache_mode = force_custom_plan")?;
+    }
     let mut accounts: Vec<String> = Vec::new();
     for sql in [
         "SELECT DISTINCT account_id FROM reservations WHERE status = 'held' AND expires_at <= ?1 \
@@ -1269,6 +1297,7 @@ fn sweep(
         if copied > 0 {
             tracing::info!(copied, "copied usage journal rows left by a stopped node");
         }
+        connection.batch("RESET plan_cache_mode")?;
     }
     Ok(Outcome::Swept { expired_holds, expired_credits })
 }

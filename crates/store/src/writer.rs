@@ -367,13 +367,18 @@ fn join_late(
             late.deferred.push(job);
         }
     }
+    // Their keys are taken as new without reading them, which would cost the locked batch a
+    // round trip: a key that is stored after all (a retry, a replay) makes the batch's write fail
+    // its count of stored keys (`bulk::hot_flush_pg`), and the batch runs again, reading every
+    // key first.
     let keys = joined
         .iter()
         .flat_map(|job| &job.requests)
         .filter(|r| matches!(r.command, Command::RecordUsage(_)))
         .filter_map(|r| r.idempotency.as_ref());
-    let known = crate::bulk::idempotency_prefetch(connection, keys)?;
-    writer.known.extend(known);
+    for key in keys {
+        writer.known.entry((key.scope.clone(), key.key.clone())).or_insert(None);
+    }
     jobs.extend(joined);
     Ok(())
 }

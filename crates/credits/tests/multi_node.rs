@@ -445,6 +445,68 @@ async fn a_key_revoked_on_one_node_is_refused_by_every_node() {
     }
 }
 
+/// A request that joins a batch while the batch holds its account's lock has its idempotency
+/// key taken as new, unread (one round trip less under the lock). When the key was stored after
+/// all (a client's retry), the batch's write finds it, the batch runs again, and the retry gets
+/// the stored answer: one charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_that_joins_a_locked_batch_is_replayed_not_charged_again() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 1);
+    let node = &cluster.nodes[0];
+    let account = node.create_account().await;
+    let record = node.purchase(&account, 100, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let target = Target::of(node);
+    let (retried, body) = (key("retried"), usage(&account, 1));
+    let first = target.post("/v2/usage", &body, Some(&retried)).await;
+    assert_eq!(first.status, 201, "{first:?}");
+
+    // Another transaction holds the account's row, as another node's batch would.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let (url, held) = (cluster.database.url.clone(), account.clone());
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut transaction = client.transaction().unwrap();
+        transaction.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&held]).unwrap();
+        locked.send(()).unwrap();
+        released.recv().unwrap();
+        transaction.commit().unwrap();
+    });
+    is_locked.recv().unwrap();
+    // A new usage starts a batch, which waits for the lock; the retry arrives meanwhile.
+    let fresh = {
+        let (target, body, k) = (target.clone(), body.clone(), key("fresh"));
+        tokio::spawn(async move { target.post("/v2/usage", &body, Some(&k)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let retry = {
+        let (target, body, k) = (target.clone(), body.clone(), retried.clone());
+        tokio::spawn(async move { target.post("/v2/usage", &body, Some(&k)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let (fresh, retry) = (fresh.await.unwrap(), retry.await.unwrap());
+
+    assert_eq!(fresh.status, 201, "{fresh:?}");
+    assert_eq!(fresh.header(REPLAYED), None, "{fresh:?}");
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(retry.header(REPLAYED), Some("true"), "the retry is a replay: {retry:?}");
+    assert_eq!(retry.text, first.text, "the stored answer, byte for byte");
+    let record = node.credit(&record_id).await;
+    assert_eq!(record["used"], 2, "the first usage and the fresh one, once each: {record}");
+    let metrics = node.get("/metrics").await;
+    let retries = metrics
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix("credits_writer_batch_retries "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(retries >= 1.0, "the batch ran again after finding the key: {}", metrics.text);
+}
+
 /// Each node keeps its copy of the service catalog between batches (PostgreSQL), and must drop it
 /// when another node changes the catalog: a price changed through one node prices the next usage
 /// on every node, and a service created on one node is known to the others at once.

@@ -298,7 +298,8 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
     }
 
     // Every acknowledged usage is listed by a survivor; the only others are requests that were in
-    // flight on the killed node, each at most once; the credits listed are the credits used.
+    // flight on the killed node, each at most once. A batch the killed node committed but had not
+    // copied out of its journal yet is charged and not listed until a survivor copies it (below).
     let survivor = &cluster.nodes[0];
     let listed = list_all(survivor, &format!("/v2/usage?accountId={account}")).await;
     let mut listed_by_key: HashMap<String, String> = HashMap::new(); // key -> usage id
@@ -332,24 +333,35 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
     }
     assert_eq!(listed.len(), acked.len() + unacknowledged.len());
     let record = survivor.credit(&record_id).await;
-    assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), num(&record, "used"));
+    let listed_credits = listed.iter().map(|u| num(u, "credits")).sum::<u64>();
+    assert!(listed_credits <= num(&record, "used"), "{listed_credits} listed, {record}");
     assert_equation(&record);
-    println!("{} in-flight requests were committed without an answer", unacknowledged.len());
+    println!(
+        "{} in-flight requests were committed and listed without an answer, {} more charged and \
+         not copied yet",
+        unacknowledged.len(),
+        num(&record, "used") - listed_credits
+    );
 
     // A client retries what the dead node left unanswered on a survivor: a committed one replays
-    // its usage, the others are charged now, and nothing is charged twice.
+    // its usage, listed by the time the replay is answered (the survivor copies what the dead
+    // node left in its journal); the others are charged now; nothing is charged twice.
+    let mut retried = HashMap::new(); // key -> usage id
     for sent in &maybe_committed {
         let answer = targets[1].post("/v2/usage", &sent.body, Some(&sent.key)).await;
         assert_eq!(answer.status, 201, "{answer:?}");
-        match listed_by_key.get(&sent.key) {
-            Some(id) => {
-                assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
-                assert_eq!(answer.json["id"], id.as_str(), "{answer:?}");
-            }
-            None => assert_eq!(answer.header(REPLAYED), None, "{answer:?}"),
+        if let Some(id) = listed_by_key.get(&sent.key) {
+            assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
+            assert_eq!(answer.json["id"], id.as_str(), "{answer:?}");
         }
+        retried.insert(sent.key.clone(), answer.json["id"].as_str().unwrap().to_string());
     }
     let listed = list_all(&cluster.nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    for usage in &listed {
+        if let Some(id) = retried.get(usage["metadata"]["key"].as_str().unwrap()) {
+            assert_eq!(usage["id"], id.as_str(), "a retry is answered with the usage charged");
+        }
+    }
     assert_eq!(listed.len(), acked.len() + in_flight.len(), "every request charged once");
     let keys: HashSet<&str> =
         listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
@@ -580,7 +592,7 @@ async fn a_dashboard_session_works_on_every_node() {
 /// after its commit leaves them (long past the 5 s within which their own node would have copied
 /// them), and out of the tables lists read.
 const BACK_INTO_THE_JOURNAL: &str = "INSERT INTO usage_journal (created_at, usage, ledger) \
-    SELECT 0, \
+    SELECT CREATED_AT, \
     (SELECT json_agg(json_build_array(id, account_id, service, operation, quantity, credits, \
     allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
     ORDER BY seq) FROM usage)::text, \
@@ -614,7 +626,7 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     assert_eq!(listed_ids(&before), charged, "answered usage is listed at once");
 
     // What a node stopped after its commit leaves.
-    cluster::sql(&url, BACK_INTO_THE_JOURNAL).unwrap();
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
     let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
     assert!(list_all(node, &ledger_path).await.is_empty());
 
@@ -636,7 +648,7 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     // With no node running, the same rows back in the journal: a node copies them as it starts,
     // before it answers, and only once.
     cluster.nodes[0].kill();
-    cluster::sql(&url, BACK_INTO_THE_JOURNAL).unwrap();
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
     let key_file = cluster.webhook_key_file();
     let env = [("CREDITS_WEBHOOK_KEY_FILE", key_file.to_str().unwrap())];
     let second = common::spawn_node(&url, &env).await;
@@ -645,4 +657,44 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     assert_eq!(list_all(&second, &ledger_path).await.len(), 3);
     let record = &second.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
     assert_eq!(record["used"], 6, "{record}");
+}
+
+/// A retry of a request whose usage a stopped node left in its journal replays the answer, and by
+/// then the usage is listed: the replaying node copies the journal rows left, without waiting for
+/// its sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_of_usage_left_in_the_journal_is_answered_once_it_is_listed() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 1);
+    let node = &cluster.nodes[0];
+    let url = cluster.database.url.clone();
+    let account = node.create_account().await;
+    node.purchase(&account, 100, json!({"service": "smartcheck"})).await;
+    let target = Target::of(node);
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let key = key("left");
+        let answer = target.post("/v2/usage", &usage(&account, 2), Some(&key)).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        sent.push((key, answer.json["id"].as_str().unwrap().to_string()));
+    }
+    let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
+    // Written an hour ahead, so that no sweep counts the rows old enough to copy them.
+    let ahead = "((extract(epoch FROM now()) + 3600) * 1000000)::bigint";
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", ahead)).unwrap();
+    assert!(list_all(node, &format!("/v2/usage?accountId={account}")).await.is_empty());
+
+    let (key, id) = &sent[1];
+    let answer = target.post("/v2/usage", &usage(&account, 2), Some(key)).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
+    assert_eq!(answer.json["id"], id.as_str(), "{answer:?}");
+    let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed, before, "every usage left in the journal is listed once, as answered");
+    let ledger = list_all(node, &format!("/v2/ledger?accountId={account}&type=usage")).await;
+    assert_eq!(ledger.len(), 3, "one usage entry each");
+    let left = cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
+    assert_eq!(left, ["0"], "the journal rows are gone with their copy");
+    let record = &node.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
+    assert_eq!(record["used"], 6, "the replay charged nothing: {record}");
 }

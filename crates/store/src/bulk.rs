@@ -342,6 +342,16 @@ pub(crate) fn journal_materialize(connection: &Conn<'_>, ids: &[i64]) -> Result<
     Ok(())
 }
 
+/// The journal rows committed and not yet copied, oldest first (up to 1,024): a batch that
+/// replays a stored answer has them copied with its own, since the answer's usage may be in one
+/// whose node stopped before copying it (see `writer::batch_execute`).
+pub(crate) fn journal_pending(connection: &Conn<'_>) -> Result<Vec<i64>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT id FROM usage_journal ORDER BY id LIMIT 1024")?;
+    let ids = statement.query_map(params![], |row| row.get::<i64>(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
 /// Copies journal rows written before `before` (microseconds) that nobody is copying: those of a
 /// node that stopped between its commit and the copy. Up to 256 rows; how many were copied.
 pub(crate) fn journal_recover(connection: &Conn<'_>, before: i64) -> Result<i64, StoreError> {

@@ -509,13 +509,25 @@ fn batch_execute(
     metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
     let committed = std::time::Instant::now();
     crate::faults::before_commit()?;
+    let replays = writer.shared && results.iter().flatten().flatten().any(|e| e.replayed);
+    if replays {
+        // A replayed answer's usage may still be in the journal of a node that stopped between
+        // its commit and its copy: every row not yet copied is copied with this batch's, so the
+        // replay, like the first answer, is sent once its usage is listed. Rows their own node
+        // is copying are waited for and then found gone (`bulk::journal_copy`).
+        for id in crate::bulk::journal_pending(connection)? {
+            if !writer.journal.contains(&id) {
+                writer.journal.push(id);
+            }
+        }
+    }
     if !writer.journal.is_empty() {
         // The locks go at once, without waiting for the disk: the copier's commit, which comes
         // after this one in the log, waits for both before the batch is answered (see
         // `copier`).
         connection.batch("SET LOCAL synchronous_commit = off; COMMIT")?;
     } else {
-        if writer.shared && results.iter().flatten().flatten().any(|e| e.replayed) {
+        if replays {
             // A replayed answer may be another node's not yet on disk (committed without
             // waiting, above): a transaction id makes this commit wait for the log up to here.
             connection.batch("SELECT txid_current()")?;

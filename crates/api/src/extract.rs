@@ -50,7 +50,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiErr
 /// `parse_json` without the NUL check, for a body whose parts are checked one by one (the
 /// events of a usage batch, each failing alone).
 pub fn parse_json_with_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<Parsed<T>, ApiError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    // No body at all stands for `{}`; whitespace alone is malformed JSON, like any other.
+    let bytes = if bytes.is_empty() { b"{}" } else { bytes };
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     integral_numbers(&mut value);

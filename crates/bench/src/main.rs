@@ -170,7 +170,6 @@ struct Shared<'a> {
     warmup: u64,
     duration: u64,
     disk: &'a str,
-    clients: &'a [reqwest::Client],
     target: Arc<Target>,
     pids: Vec<u32>,
     postgres: bool,
@@ -193,7 +192,7 @@ async fn run_scenario_at(
     shared: &Shared<'_>,
     path: String,
 ) -> anyhow::Result<Measured> {
-    let (clients, target) = (shared.clients, &shared.target);
+    let target = &shared.target;
     let load_before = load_average();
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(shared.warmup);
@@ -211,8 +210,8 @@ async fn run_scenario_at(
         path,
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, client) in clients.iter().take(connections).enumerate() {
-        tasks.spawn(load::worker(index, client.clone(), Arc::clone(target), Arc::clone(&plan)));
+    for index in 0..connections {
+        tasks.spawn(load::worker(index, Arc::clone(target), Arc::clone(&plan)));
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let first = Snapshot::take(&shared.pids, shared.disk, shared.postgres);
@@ -358,10 +357,9 @@ async fn run(
         servers.push(server);
     }
     let batch_connections = args.batch_connections.unwrap_or(args.connections);
-    let timeout = Duration::from_secs(120);
-    let clients = (0..args.connections.max(batch_connections))
-        .map(|_| load::client(timeout))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let timeout = load::REQUEST_TIMEOUT;
+    let clients =
+        (0..args.connections).map(|_| load::client(timeout)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut target = Target {
         bases: servers.iter().map(Server::base_url).collect(),
         authorization: format!("Bearer {admin_key}"),
@@ -390,7 +388,6 @@ async fn run(
         warmup: args.warmup,
         duration: args.duration,
         disk: &args.disk,
-        clients: &clients,
         target: Arc::clone(&target),
         pids: servers.iter().map(|server| server.pid).collect(),
         postgres: backend.database.is_some(),

@@ -194,7 +194,6 @@ impl Run<'_> {
             warmup: self.args.warmup,
             duration: self.args.duration,
             disk: &self.args.disk,
-            clients: &self.clients,
             target: Arc::clone(target),
             pids: vec![server.pid],
             postgres: false,

@@ -29,9 +29,21 @@ const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, cr
     remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at) \
     SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, \
     (r->>9)::bigint";
-const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_hash, status, \
-    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, \
-    decode(r->>4, 'base64'), (r->>5)::bigint";
+/// The answers of [`Answers`], parameters `?N` to `?N+5`: binary arrays, not JSON, since each
+/// holds a rendered body of several hundred bytes that JSON would make the server lex (and
+/// base64-decode) character by character.
+fn idempotency_insert(n: usize) -> String {
+    format!(
+        "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
+         SELECT * FROM unnest(?{n}::text[], ?{}::text[], ?{}::bytea[], ?{}::bigint[], \
+         ?{}::bytea[], ?{}::bigint[])",
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4,
+        n + 5
+    )
+}
 /// Replaces only a key no longer fresh: parameter `fresh_after` is the freshness bound.
 fn idempotency_upsert(fresh_after: usize) -> String {
     format!(
@@ -75,21 +87,27 @@ fn entry_row(e: &LedgerEntry) -> Value {
     ])
 }
 
-fn answer_row(a: &StoredAnswer) -> Value {
-    json!([
-        a.scope,
-        a.key,
-        base64(&a.request_hash),
-        a.rendered.status,
-        base64(&a.rendered.body),
-        a.created_at
-    ])
+/// The columns of stored answers, as the arrays [`idempotency_insert`] binds.
+struct Answers<'a> {
+    scopes: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    request_hashes: Vec<&'a [u8]>,
+    statuses: Vec<i64>,
+    bodies: Vec<&'a [u8]>,
+    created_at: Vec<i64>,
 }
 
-/// Bytes as text inside the JSON rows (PostgreSQL decodes them with `decode(…, 'base64')`).
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+impl<'a> Answers<'a> {
+    fn of(answers: &'a [StoredAnswer]) -> Answers<'a> {
+        Answers {
+            scopes: answers.iter().map(|a| a.scope.as_str()).collect(),
+            keys: answers.iter().map(|a| a.key.as_str()).collect(),
+            request_hashes: answers.iter().map(|a| a.request_hash.as_slice()).collect(),
+            statuses: answers.iter().map(|a| i64::from(a.rendered.status)).collect(),
+            bodies: answers.iter().map(|a| a.rendered.body.as_slice()).collect(),
+            created_at: answers.iter().map(|a| a.created_at).collect(),
+        }
+    }
 }
 
 /// SQLite: the usage rows one by one, their hourly rollup summed per row of the rollup first.
@@ -160,14 +178,18 @@ pub(crate) fn idempotency_store(
         }
         return Ok(());
     }
-    let rows: Vec<Value> = answers.iter().map(answer_row).collect();
-    let json = Value::Array(rows).to_string();
+    let a = Answers::of(answers);
     let stored = connection
-        .prepare_cached(&format!(
-            "{IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?1::text::jsonb) AS r {}",
-            idempotency_upsert(2)
-        ))?
-        .execute(params![json, fresh_after])?;
+        .prepare_cached(&format!("{} {}", idempotency_insert(1), idempotency_upsert(7)))?
+        .execute(params![
+            a.scopes,
+            a.keys,
+            a.request_hashes,
+            a.statuses,
+            a.bodies,
+            a.created_at,
+            fresh_after
+        ])?;
     if stored != answers.len() {
         return Err(conflict());
     }
@@ -265,7 +287,7 @@ pub(crate) fn hot_flush_pg(
         })
         .collect();
     let entry_rows: Vec<Value> = entries.iter().map(entry_row).collect();
-    let answer_rows: Vec<Value> = answers.iter().map(answer_row).collect();
+    let a = Answers::of(answers);
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     let journal = !usage.is_empty() || !entries.is_empty();
     // `credits.id = ANY(ARRAY(…))` makes the records a probe of `credits.id` each: joined with
@@ -282,18 +304,23 @@ pub(crate) fn hot_flush_pg(
              AS x))), \
              h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?2::text::jsonb) WITH ORDINALITY \
              AS t(r, n) ORDER BY n {HOURLY_UPSERT}), \
-             a AS ({IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {} \
-             RETURNING 1), \
+             a AS ({} {} RETURNING 1), \
              j AS (INSERT INTO usage_journal (created_at, usage, ledger) \
-             SELECT ?5, ?6, ?7 WHERE ?8::bigint = 1 RETURNING id) \
+             SELECT ?10, ?11, ?12 WHERE ?13::bigint = 1 RETURNING id) \
              SELECT (SELECT count(*) FROM a), (SELECT id FROM j)",
-            idempotency_upsert(4)
+            idempotency_insert(3),
+            idempotency_upsert(9)
         ))?
         .query_row(
             params![
                 Value::Array(records).to_string(),
                 Value::Array(hourly_rows).to_string(),
-                Value::Array(answer_rows).to_string(),
+                a.scopes,
+                a.keys,
+                a.request_hashes,
+                a.statuses,
+                a.bodies,
+                a.created_at,
                 fresh_after,
                 now.0,
                 Value::Array(usage_rows).to_string(),

@@ -108,6 +108,11 @@ pub(crate) enum Value<'a> {
     Int(i64),
     Text(&'a str),
     Blob(&'a [u8]),
+    /// PostgreSQL only: arrays, which a statement expands with `unnest` (a batch's rows in one
+    /// statement, sent and read in binary: see `bulk.rs`).
+    Texts(&'a [&'a str]),
+    Ints(&'a [i64]),
+    Blobs(&'a [&'a [u8]]),
 }
 
 /// A value owned, for statements whose filters are built at run time.
@@ -162,6 +167,21 @@ impl ToValue for Vec<u8> {
 impl<const N: usize> ToValue for [u8; N] {
     fn to_value(&self) -> DbResult<Value<'_>> {
         Ok(Value::Blob(self))
+    }
+}
+impl ToValue for Vec<&str> {
+    fn to_value(&self) -> DbResult<Value<'_>> {
+        Ok(Value::Texts(self))
+    }
+}
+impl ToValue for Vec<i64> {
+    fn to_value(&self) -> DbResult<Value<'_>> {
+        Ok(Value::Ints(self))
+    }
+}
+impl ToValue for Vec<&[u8]> {
+    fn to_value(&self) -> DbResult<Value<'_>> {
+        Ok(Value::Blobs(self))
     }
 }
 impl<T: ToValue + ?Sized> ToValue for &T {
@@ -227,6 +247,11 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Int(value) => ValueRef::Integer(value),
             Value::Text(value) => ValueRef::Text(value.as_bytes()),
             Value::Blob(value) => ValueRef::Blob(value),
+            Value::Texts(_) | Value::Ints(_) | Value::Blobs(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "arrays are bound on PostgreSQL only".into(),
+                ))
+            }
         }))
     }
 }
@@ -247,6 +272,9 @@ impl ToSql for Value<'_> {
             },
             Value::Text(value) => value.to_sql(ty, out),
             Value::Blob(value) => value.to_sql(ty, out),
+            Value::Texts(values) => values.to_sql(ty, out),
+            Value::Ints(values) => values.to_sql(ty, out),
+            Value::Blobs(values) => values.to_sql(ty, out),
         }
     }
 

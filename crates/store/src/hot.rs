@@ -105,7 +105,10 @@ pub(crate) fn usage(
                     new.account_id
                 ))));
             };
-            let (book, budgets) = rows::account_state(connection, &new.account_id)?;
+            let (book, budgets) = match writer.locked_state.remove(&new.account_id) {
+                Some(state) => state,
+                None => rows::account_state(connection, &new.account_id)?,
+            };
             HotAccount {
                 account,
                 book,

@@ -541,15 +541,7 @@ pub(crate) fn account_state(
             budgets_of_account(connection, account_id)?,
         ));
     }
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT \
-         (SELECT json_agg(json_build_array({CREDIT_COLUMNS})) FROM credits \
-          WHERE account_id = ?1 AND open = 1)::text, \
-         (SELECT json_agg(json_build_array({RESERVATION_COLUMNS})) FROM reservations \
-          WHERE account_id = ?1 AND status = 'held')::text, \
-         (SELECT json_agg(json_build_array({BUDGET_COLUMNS})) FROM budgets \
-          WHERE account_id = ?1)::text"
-    ))?;
+    let mut statement = connection.prepare_cached(&account_state_select("?1"))?;
     let (credits, holds, budgets) = statement.query_row([account_id], |row| {
         Ok((
             row.get::<Option<String>>(0)?,
@@ -557,11 +549,60 @@ pub(crate) fn account_state(
             row.get::<Option<String>>(2)?,
         ))
     })?;
+    Ok(account_state_of(account_id, credits.as_deref(), holds.as_deref(), budgets.as_deref())?)
+}
+
+/// PostgreSQL: the select of [`account_state`], its account id being `account` (a placeholder,
+/// or the parameter of [`account_state_function`]).
+fn account_state_select(account: &str) -> String {
+    format!(
+        "SELECT \
+         (SELECT json_agg(json_build_array({CREDIT_COLUMNS})) FROM credits \
+          WHERE account_id = {account} AND open = 1)::text, \
+         (SELECT json_agg(json_build_array({RESERVATION_COLUMNS})) FROM reservations \
+          WHERE account_id = {account} AND status = 'held')::text, \
+         (SELECT json_agg(json_build_array({BUDGET_COLUMNS})) FROM budgets \
+          WHERE account_id = {account})::text"
+    )
+}
+
+/// The account's state from the three JSON columns of [`account_state_select`].
+pub(crate) fn account_state_of(
+    account_id: &str,
+    credits: Option<&str>,
+    holds: Option<&str>,
+    budgets: Option<&str>,
+) -> DbResult<(credits_core::Book, Vec<Budget>)> {
     let mut book = credits_core::Book::new(account_id);
-    book.records = json_rows(credits.as_deref(), 0, |row| credit_from_row(row).map(|(_, r)| r))?;
-    book.holds = json_rows(holds.as_deref(), 1, reservation_from_row)?;
-    let budgets = json_rows(budgets.as_deref(), 2, |row| budget_from_row(row).map(|(_, b)| b))?;
+    book.records = json_rows(credits, 0, |row| credit_from_row(row).map(|(_, r)| r))?;
+    book.holds = json_rows(holds, 1, reservation_from_row)?;
+    let budgets = json_rows(budgets, 2, |row| budget_from_row(row).map(|(_, b)| b))?;
     Ok((book, budgets))
+}
+
+/// PostgreSQL: the name and the `CREATE OR REPLACE` of a function that reads
+/// [`account_state_select`] for its argument, so that a batch's lock statement brings the state
+/// of the account it locked (`Writer::lock_row`) in the same round trip. A statement reads with
+/// the snapshot it started with, taken before it waited for the lock; a volatile PL/pgSQL
+/// function takes a fresh snapshot for each query it runs, so the state is read after the lock
+/// is granted and shows what the lock's previous holder committed. The name carries a hash of
+/// the body: nodes of two versions (a rolling upgrade) each call their own.
+pub(crate) fn account_state_function() -> &'static (String, String) {
+    static FUNCTION: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    FUNCTION.get_or_init(|| {
+        use sha2::Digest;
+        let select = account_state_select("p_account");
+        let hash = sha2::Sha256::digest(select.as_bytes());
+        let name: String = std::iter::once("credits_account_state_".to_string())
+            .chain(hash.iter().take(6).map(|b| format!("{b:02x}")))
+            .collect();
+        let create = format!(
+            "CREATE OR REPLACE FUNCTION {name}(p_account TEXT) \
+             RETURNS TABLE (o_credits TEXT, o_holds TEXT, o_budgets TEXT) \
+             LANGUAGE plpgsql VOLATILE AS $state$ BEGIN RETURN QUERY {select}; END $state$"
+        );
+        (name, create)
+    })
 }
 
 /// Loads the open records and held reservations of an account: all a debit needs.

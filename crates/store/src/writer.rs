@@ -66,6 +66,11 @@ pub(crate) struct Writer {
     locked: std::collections::HashSet<String>,
     /// Rows of locked accounts as the lock read them, until a command of the batch reads one.
     locked_rows: std::collections::HashMap<String, Account>,
+    /// The state of locked accounts (open records, held reservations, budgets) as their lock
+    /// statement read it (PostgreSQL), until the batch's first usage on the account takes it;
+    /// dropped with `locked_rows`.
+    pub(crate) locked_state:
+        std::collections::HashMap<String, (credits_core::Book, Vec<credits_core::budget::Budget>)>,
     /// What the batch's usages changed, not written yet.
     pub(crate) hot: crate::hot::Hot,
     /// Idempotency keys of the batch's usages read at its start (PostgreSQL): `None` for a key
@@ -119,20 +124,33 @@ impl Writer {
             return Ok(true);
         }
         // The catalog's epoch comes along, as of the statement's start (as the catalog was read
-        // before locks were: a change racing with a batch may land after it).
+        // before locks were: a change racing with a batch may land after it). The account's
+        // state comes along too, read by a function that runs after the lock is granted and
+        // with a snapshot of its own (see `rows::account_state_function`): one round trip less
+        // while the lock is held.
         let sql = format!(
-            "SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) FROM accounts WHERE id = ?1 \
-             FOR UPDATE OF accounts{}",
+            "WITH l AS MATERIALIZED (SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) \
+             AS catalog_epoch FROM accounts WHERE id = ?1 FOR UPDATE OF accounts{}) \
+             SELECT l.*, s.o_credits, s.o_holds, s.o_budgets FROM l \
+             CROSS JOIN LATERAL {}(l.id) AS s",
             rows::ACCOUNT_COLUMNS,
-            if wait { "" } else { " SKIP LOCKED" }
+            if wait { "" } else { " SKIP LOCKED" },
+            rows::account_state_function().0
         );
         let epoch_column = rows::ACCOUNT_COLUMNS.split(',').count();
         let found = crate::read::find_one(connection, &sql, account_id, |row| {
             let (seq, account) = rows::account_from_row(row)?;
-            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?)))
+            let state = rows::account_state_of(
+                account_id,
+                row.get::<Option<String>>(epoch_column + 1)?.as_deref(),
+                row.get::<Option<String>>(epoch_column + 2)?.as_deref(),
+                row.get::<Option<String>>(epoch_column + 3)?.as_deref(),
+            )?;
+            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?, state)))
         })?;
-        let account = found.map(|(account, epoch)| {
+        let account = found.map(|(account, epoch, state)| {
             self.seen_epoch = self.seen_epoch.or(epoch);
+            self.locked_state.insert(account_id.to_string(), state);
             account
         });
         if wait || account.is_some() {
@@ -227,6 +245,7 @@ pub(crate) fn run(
         seen_epoch: None,
         locked: std::collections::HashSet::new(),
         locked_rows: std::collections::HashMap::new(),
+        locked_state: std::collections::HashMap::new(),
         hot: crate::hot::Hot::default(),
         known: std::collections::HashMap::new(),
         journal: Vec::new(),
@@ -425,6 +444,7 @@ fn batch_execute(
 ) -> Result<BatchResults, StoreError> {
     writer.locked.clear();
     writer.locked_rows.clear();
+    writer.locked_state.clear();
     writer.hot = crate::hot::Hot::default();
     writer.known.clear();
     writer.journal.clear();
@@ -481,6 +501,7 @@ fn batch_execute(
             crate::hot::flush(connection, writer, now)?;
             // Other commands may change accounts: rows read at lock time are stale from here.
             writer.locked_rows.clear();
+            writer.locked_state.clear();
             connection.batch("SAVEPOINT request")?;
             match execute(connection, writer, request, now) {
                 Ok(executed) => {

@@ -345,6 +345,35 @@ async fn balance_totals_by_service_and_next_expiry() {
     extra::assert_problem_shape(&no_account);
 }
 
+/// On PostgreSQL a batch's last write travels as the text of a query (an `EXECUTE` with literal
+/// arguments, sent with its `COMMIT`): whatever a client puts in metadata or a key must come back
+/// as it was sent, and must not end the statement.
+#[tokio::test]
+async fn metadata_and_keys_with_quotes_and_backslashes_are_kept_as_sent() {
+    let app = common::spawn_app().await;
+    let account = app.create_account().await;
+    app.purchase(&account, 100, json!({"service": "smartcheck"})).await;
+    let metadata = json!({
+        "quote": "it's '' done",
+        "backslash": "C:\\temp\\ and \\x41 and E'\\''",
+        "dollar": "$$; COMMIT; $x$",
+        "double": "say \"hi\"",
+        "unicode": "żółć 🚀 \u{7f}",
+    });
+    let k = format!("o'k\\{}", key());
+    let body = json!({"accountId": account, "service": "smartcheck", "metadata": metadata});
+    let first = app.post_idempotent("/v2/usage", &k, &body).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(first.json["metadata"], metadata);
+    let replay = app.post_idempotent("/v2/usage", &k, &body).await;
+    assert_eq!(replay.status, 201, "{replay:?}");
+    assert_eq!(replay.text, first.text, "the key's stored answer, as sent");
+    let listed = app.get(&format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed.json["data"][0]["id"], first.json["id"], "{listed:?}");
+    assert_eq!(listed.json["data"][0]["metadata"], metadata);
+    assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(1), "charged once");
+}
+
 #[tokio::test]
 async fn usage_record_shape_replay_and_conflict() {
     let app = common::spawn_app().await;

@@ -29,21 +29,6 @@ const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, cr
     remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at) \
     SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, \
     (r->>9)::bigint";
-/// The answers of [`Answers`], parameters `?N` to `?N+5`: binary arrays, not JSON, since each
-/// holds a rendered body of several hundred bytes that JSON would make the server lex (and
-/// base64-decode) character by character.
-fn idempotency_insert(n: usize) -> String {
-    format!(
-        "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) \
-         SELECT * FROM unnest(?{n}::text[], ?{}::text[], ?{}::bytea[], ?{}::bigint[], \
-         ?{}::bytea[], ?{}::bigint[])",
-        n + 1,
-        n + 2,
-        n + 3,
-        n + 4,
-        n + 5
-    )
-}
 /// Replaces only a key no longer fresh: parameter `fresh_after` is the freshness bound.
 fn idempotency_upsert(fresh_after: usize) -> String {
     format!(
@@ -87,27 +72,27 @@ fn entry_row(e: &LedgerEntry) -> Value {
     ])
 }
 
-/// The columns of stored answers, as the arrays [`idempotency_insert`] binds.
-struct Answers<'a> {
-    scopes: Vec<&'a str>,
-    keys: Vec<&'a str>,
-    request_hashes: Vec<&'a [u8]>,
-    statuses: Vec<i64>,
-    bodies: Vec<&'a [u8]>,
-    created_at: Vec<i64>,
+/// The PostgreSQL statement that expands a JSON array `r` of answers (see [`answer_row`]).
+const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_hash, status, \
+    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, \
+    decode(r->>4, 'base64'), (r->>5)::bigint";
+
+/// An answer as a JSON row of [`IDEMPOTENCY_INSERT`], its bytes base64: the batch's last write
+/// goes as the text of a simple query (see [`hot_flush_pg`]).
+fn answer_row(a: &StoredAnswer) -> Value {
+    json!([
+        a.scope,
+        a.key,
+        base64(&a.request_hash),
+        a.rendered.status,
+        base64(&a.rendered.body),
+        a.created_at
+    ])
 }
 
-impl<'a> Answers<'a> {
-    fn of(answers: &'a [StoredAnswer]) -> Answers<'a> {
-        Answers {
-            scopes: answers.iter().map(|a| a.scope.as_str()).collect(),
-            keys: answers.iter().map(|a| a.key.as_str()).collect(),
-            request_hashes: answers.iter().map(|a| a.request_hash.as_slice()).collect(),
-            statuses: answers.iter().map(|a| i64::from(a.rendered.status)).collect(),
-            bodies: answers.iter().map(|a| a.rendered.body.as_slice()).collect(),
-            created_at: answers.iter().map(|a| a.created_at).collect(),
-        }
-    }
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// SQLite: the usage rows one by one, their hourly rollup summed per row of the rollup first.
@@ -178,18 +163,14 @@ pub(crate) fn idempotency_store(
         }
         return Ok(());
     }
-    let a = Answers::of(answers);
+    let rows: Vec<Value> = answers.iter().map(answer_row).collect();
+    let json = Value::Array(rows).to_string();
     let stored = connection
-        .prepare_cached(&format!("{} {}", idempotency_insert(1), idempotency_upsert(7)))?
-        .execute(params![
-            a.scopes,
-            a.keys,
-            a.request_hashes,
-            a.statuses,
-            a.bodies,
-            a.created_at,
-            fresh_after
-        ])?;
+        .prepare_cached(&format!(
+            "{IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?1::text::jsonb) AS r {}",
+            idempotency_upsert(2)
+        ))?
+        .execute(params![json, fresh_after])?;
     if stored != answers.len() {
         return Err(conflict());
     }
@@ -239,7 +220,10 @@ pub(crate) fn idempotency_prefetch<'k>(
 /// usage written) by [`journal_materialize`] after the commit, outside the locks: a hot account's
 /// lock covers a handful of rows per batch and one index entry pair per keyed usage. Each part is
 /// a data-modifying `WITH` clause. The answers' row count is checked as in [`idempotency_store`];
-/// the journal row's id is returned (none when the batch wrote no usage and no entry).
+/// the journal row's id is returned (none when the batch wrote no usage and no entry). With
+/// `commit` (say `COMMIT`), the statements of `commit` follow in the same round trip
+/// ([`Conn::query_then`]), so that the batch's last write and its commit make one round trip
+/// while the locks are held.
 pub(crate) fn hot_flush_pg(
     connection: &Conn<'_>,
     records: &[&credits_core::CreditRecord],
@@ -247,6 +231,7 @@ pub(crate) fn hot_flush_pg(
     entries: &[LedgerEntry],
     answers: &[StoredAnswer],
     now: Timestamp,
+    commit: Option<&str>,
 ) -> Result<Option<i64>, StoreError> {
     let records: Vec<Value> = records
         .iter()
@@ -287,51 +272,57 @@ pub(crate) fn hot_flush_pg(
         })
         .collect();
     let entry_rows: Vec<Value> = entries.iter().map(entry_row).collect();
-    let a = Answers::of(answers);
+    let answer_rows: Vec<Value> = answers.iter().map(answer_row).collect();
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
     let journal = !usage.is_empty() || !entries.is_empty();
     // `credits.id = ANY(ARRAY(…))` makes the records a probe of `credits.id` each: joined with
     // the array alone, the planner (which takes any JSON array for 100 rows) scans the table.
-    let (stored, journal_id) = connection
-        .prepare_cached(&format!(
-            "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
-             remaining = (r->>3)::bigint, expired_amount = (r->>4)::bigint, \
-             voided_amount = (r->>5)::bigint, expired = (r->>6)::bool::int, \
-             voided = (r->>7)::bool::int, status = r->>8, open = (r->>9)::bool::int, \
-             updated_at = (r->>10)::bigint \
-             FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0 \
-             AND credits.id = ANY(ARRAY(SELECT x->>0 FROM jsonb_array_elements(?1::text::jsonb) \
-             AS x))), \
-             h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?2::text::jsonb) WITH ORDINALITY \
-             AS t(r, n) ORDER BY n {HOURLY_UPSERT}), \
-             a AS ({} {} RETURNING 1), \
-             j AS (INSERT INTO usage_journal (created_at, usage, ledger) \
-             SELECT ?10, ?11, ?12 WHERE ?13::bigint = 1 RETURNING id) \
-             SELECT (SELECT count(*) FROM a), (SELECT id FROM j)",
-            idempotency_insert(3),
-            idempotency_upsert(9)
-        ))?
-        .query_row(
-            params![
-                Value::Array(records).to_string(),
-                Value::Array(hourly_rows).to_string(),
-                a.scopes,
-                a.keys,
-                a.request_hashes,
-                a.statuses,
-                a.bodies,
-                a.created_at,
-                fresh_after,
-                now.0,
-                Value::Array(usage_rows).to_string(),
-                Value::Array(entry_rows).to_string(),
-                i64::from(journal)
-            ],
-            |row| Ok((row.get::<i64>(0)?, row.get::<Option<i64>>(1)?)),
-        )?;
-    if usize::try_from(stored).ok() != Some(answers.len()) {
-        return Err(StoreError::Conflict("idempotency key stored concurrently".into()));
-    }
+    // An answer not stored (a key another node stored meanwhile) raises a serialization
+    // failure, which rolls the batch back to run again.
+    let sql = format!(
+        "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
+         remaining = (r->>3)::bigint, expired_amount = (r->>4)::bigint, \
+         voided_amount = (r->>5)::bigint, expired = (r->>6)::bool::int, \
+         voided = (r->>7)::bool::int, status = r->>8, open = (r->>9)::bool::int, \
+         updated_at = (r->>10)::bigint \
+         FROM jsonb_array_elements(?1::text::jsonb) AS r WHERE credits.id = r->>0 \
+         AND credits.id = ANY(ARRAY(SELECT x->>0 FROM jsonb_array_elements(?1::text::jsonb) \
+         AS x))), \
+         h AS ({HOURLY_INSERT} FROM jsonb_array_elements(?2::text::jsonb) WITH ORDINALITY \
+         AS t(r, n) ORDER BY n {HOURLY_UPSERT}), \
+         a AS ({IDEMPOTENCY_INSERT} FROM jsonb_array_elements(?3::text::jsonb) AS r {} \
+         RETURNING 1), \
+         j AS (INSERT INTO usage_journal (created_at, usage, ledger) \
+         SELECT ?5::bigint, ?6::text, ?7::text WHERE ?8::bigint = 1 RETURNING id) \
+         SELECT CASE WHEN (SELECT count(*) FROM a) = ?9::bigint THEN (SELECT id FROM j) \
+         ELSE credits_conflict('idempotency key stored concurrently') END",
+        idempotency_upsert(4)
+    );
+    let records = Value::Array(records).to_string();
+    let hourly = Value::Array(hourly_rows).to_string();
+    let answers_json = Value::Array(answer_rows).to_string();
+    let usage_json = Value::Array(usage_rows).to_string();
+    let entries_json = Value::Array(entry_rows).to_string();
+    let params = params![
+        records,
+        hourly,
+        answers_json,
+        fresh_after,
+        now.0,
+        usage_json,
+        entries_json,
+        i64::from(journal),
+        answers.len()
+    ];
+    let journal_id = match commit {
+        None => connection.prepare_cached(&sql)?.query_row(params, |row| row.get(0))?,
+        Some(then) => match connection.query_then(&sql, params, then)? {
+            Some(id) => Some(id.parse::<i64>().map_err(|e| {
+                StoreError::Unavailable(format!("journal id {id:?} is not an integer: {e}"))
+            })?),
+            None => None,
+        },
+    };
     Ok(journal_id)
 }
 

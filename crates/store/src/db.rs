@@ -108,11 +108,6 @@ pub(crate) enum Value<'a> {
     Int(i64),
     Text(&'a str),
     Blob(&'a [u8]),
-    /// PostgreSQL only: arrays, which a statement expands with `unnest` (a batch's rows in one
-    /// statement, sent and read in binary: see `bulk.rs`).
-    Texts(&'a [&'a str]),
-    Ints(&'a [i64]),
-    Blobs(&'a [&'a [u8]]),
 }
 
 /// A value owned, for statements whose filters are built at run time.
@@ -167,21 +162,6 @@ impl ToValue for Vec<u8> {
 impl<const N: usize> ToValue for [u8; N] {
     fn to_value(&self) -> DbResult<Value<'_>> {
         Ok(Value::Blob(self))
-    }
-}
-impl ToValue for Vec<&str> {
-    fn to_value(&self) -> DbResult<Value<'_>> {
-        Ok(Value::Texts(self))
-    }
-}
-impl ToValue for Vec<i64> {
-    fn to_value(&self) -> DbResult<Value<'_>> {
-        Ok(Value::Ints(self))
-    }
-}
-impl ToValue for Vec<&[u8]> {
-    fn to_value(&self) -> DbResult<Value<'_>> {
-        Ok(Value::Blobs(self))
     }
 }
 impl<T: ToValue + ?Sized> ToValue for &T {
@@ -247,11 +227,6 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Int(value) => ValueRef::Integer(value),
             Value::Text(value) => ValueRef::Text(value.as_bytes()),
             Value::Blob(value) => ValueRef::Blob(value),
-            Value::Texts(_) | Value::Ints(_) | Value::Blobs(_) => {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    "arrays are bound on PostgreSQL only".into(),
-                ))
-            }
         }))
     }
 }
@@ -272,9 +247,6 @@ impl ToSql for Value<'_> {
             },
             Value::Text(value) => value.to_sql(ty, out),
             Value::Blob(value) => value.to_sql(ty, out),
-            Value::Texts(values) => values.to_sql(ty, out),
-            Value::Ints(values) => values.to_sql(ty, out),
-            Value::Blobs(values) => values.to_sql(ty, out),
         }
     }
 
@@ -426,11 +398,13 @@ pub(crate) fn json_rows<T>(
 pub struct PgConn {
     pub(crate) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    /// Statements prepared by SQL `PREPARE` for [`Conn::query_then`], by their text: the name.
+    named: HashMap<String, String>,
 }
 
 impl PgConn {
     pub(crate) fn new(client: postgres::Client) -> PgConn {
-        PgConn { client, statements: HashMap::new() }
+        PgConn { client, statements: HashMap::new(), named: HashMap::new() }
     }
 
     fn statement(&mut self, sql: &str) -> DbResult<postgres::Statement> {
@@ -510,6 +484,52 @@ impl<'a> Conn<'a> {
             Conn::Sqlite(connection) => Ok(connection.execute_batch(sql)?),
             Conn::Pg(connection) => Ok(connection.borrow_mut().client.batch_execute(sql)?),
         }
+    }
+
+    /// PostgreSQL: runs `sql` with `params` and then the statements of `then` (say `COMMIT`), in
+    /// one round trip: the first column of the first row `sql` returns. The protocol's prepared
+    /// statements take one round trip each, so `sql` is prepared once per connection by SQL
+    /// `PREPARE` and run by an `EXECUTE` whose arguments are literals (escaped by
+    /// `postgres-protocol`), sent with `then` as one simple query. When `sql` fails the server
+    /// skips `then`. Parameters are integers, text or NULL.
+    pub(crate) fn query_then(
+        &self,
+        sql: &str,
+        params: &[&dyn ToValue],
+        then: &str,
+    ) -> DbResult<Option<String>> {
+        let Conn::Pg(connection) = self else {
+            return Err(DbError::Invalid("query_then is PostgreSQL's".into()));
+        };
+        let mut arguments = Vec::with_capacity(params.len());
+        for value in params.values()? {
+            arguments.push(match value {
+                Value::Null => "NULL".to_string(),
+                Value::Int(value) => value.to_string(),
+                Value::Text(value) => postgres_protocol::escape::escape_literal(value),
+                _ => return Err(DbError::Invalid("query_then takes integers and text".into())),
+            });
+        }
+        let mut connection = connection.borrow_mut();
+        let name = match connection.named.get(sql) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("credits_named_{}", connection.named.len());
+                let prepare = format!("PREPARE {name} AS {}", pg_placeholders(sql));
+                connection.client.batch_execute(&prepare)?;
+                connection.named.insert(sql.to_string(), name.clone());
+                name
+            }
+        };
+        let query = format!("EXECUTE {name}({}); {then}", arguments.join(", "));
+        let messages = connection.client.simple_query(&query)?;
+        Ok(messages
+            .iter()
+            .find_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .flatten())
     }
 
     /// The larger of two integers: `max(a, b)` on SQLite, `greatest(a, b)` on PostgreSQL.

@@ -242,8 +242,42 @@ pub(crate) fn flush(
     writer: &mut Writer,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    flush_then(connection, writer, now, None).map(|_| ())
+}
+
+/// [`flush`], the batch's last; on PostgreSQL, when the batch then has journal rows (whose
+/// commit need not wait for the disk: see `copier`), the commit goes with the write in one round
+/// trip. Whether the batch was committed.
+pub(crate) fn flush_and_commit(
+    connection: &Conn<'_>,
+    writer: &mut Writer,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let journal = !writer.journal.is_empty()
+        || !writer.hot.usage.is_empty()
+        || !writer.hot.entries.is_empty();
+    if !connection.is_pg() || !journal {
+        flush(connection, writer, now)?;
+        return Ok(false);
+    }
+    flush_then(connection, writer, now, Some(ASYNC_COMMIT))
+}
+
+/// The commit of a batch with journal rows: its locks go at once, without waiting for the disk;
+/// the copier's commit, which comes after it in the log, waits for both before the batch is
+/// answered (see `copier`).
+pub(crate) const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off; COMMIT";
+
+/// [`flush`], then the statements of `commit` in the same round trip (PostgreSQL): whether
+/// they ran (not when there was nothing to write).
+fn flush_then(
+    connection: &Conn<'_>,
+    writer: &mut Writer,
+    now: Timestamp,
+    commit: Option<&str>,
+) -> Result<bool, StoreError> {
     if writer.hot.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let hot = std::mem::take(&mut writer.hot);
     let pg = connection.is_pg();
@@ -270,6 +304,7 @@ pub(crate) fn flush(
             &hot.entries,
             &hot.answers,
             now,
+            commit,
         )?;
         writer.journal.extend(journal);
     } else {
@@ -282,5 +317,5 @@ pub(crate) fn flush(
             writer.known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
         }
     }
-    Ok(())
+    Ok(pg && commit.is_some())
 }

@@ -362,6 +362,19 @@ CREATE TRIGGER webhook_endpoints_changed
     FOR EACH STATEMENT EXECUTE FUNCTION credits_catalog_changed();
 "#,
     ),
+    // Raised by a batch's last write when another node stored one of its idempotency keys
+    // meanwhile (`bulk::hot_flush_pg`): a serialization failure, so that the batch rolls back
+    // and runs again, even when its `COMMIT` was sent with the write.
+    (
+        6,
+        r#"
+CREATE FUNCTION credits_conflict(message TEXT) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = message;
+END
+$$;
+"#,
+    ),
 ];
 
 /// A SQLite migration in PostgreSQL's dialect: one schema, written once. Integers are `BIGINT`

@@ -525,11 +525,6 @@ fn batch_execute(
         results.push(job_results);
     }
     let now = writer.clock.now();
-    let flushed = std::time::Instant::now();
-    crate::hot::flush(connection, writer, now)?;
-    metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
-    let committed = std::time::Instant::now();
-    crate::faults::before_commit()?;
     let replays = writer.shared && results.iter().flatten().flatten().any(|e| e.replayed);
     if replays {
         // A replayed answer's usage may still be in the journal of a node that stopped between
@@ -542,18 +537,24 @@ fn batch_execute(
             }
         }
     }
-    if !writer.journal.is_empty() {
-        // The locks go at once, without waiting for the disk: the copier's commit, which comes
-        // after this one in the log, waits for both before the batch is answered (see
-        // `copier`).
-        connection.batch("SET LOCAL synchronous_commit = off; COMMIT")?;
-    } else {
-        if replays {
-            // A replayed answer may be another node's not yet on disk (committed without
-            // waiting, above): a transaction id makes this commit wait for the log up to here.
-            connection.batch("SELECT txid_current()")?;
+    crate::faults::before_commit()?;
+    let flushed = std::time::Instant::now();
+    // On PostgreSQL, a batch with journal rows is committed with its last write.
+    let committed_with_write = crate::hot::flush_and_commit(connection, writer, now)?;
+    metrics::histogram!("credits_writer_flush_seconds").record(flushed.elapsed().as_secs_f64());
+    let committed = std::time::Instant::now();
+    if !committed_with_write {
+        if !writer.journal.is_empty() {
+            connection.batch(crate::hot::ASYNC_COMMIT)?;
+        } else {
+            if replays {
+                // A replayed answer may be another node's not yet on disk (committed without
+                // waiting, above): a transaction id makes this commit wait for the log up to
+                // here.
+                connection.batch("SELECT txid_current()")?;
+            }
+            connection.batch("COMMIT")?;
         }
-        connection.batch("COMMIT")?;
     }
     metrics::histogram!("credits_writer_commit_statement_seconds")
         .record(committed.elapsed().as_secs_f64());

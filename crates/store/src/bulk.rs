@@ -219,8 +219,9 @@ pub(crate) fn idempotency_prefetch<'k>(
 /// rows and ledger entries. Those are copied into their tables (and their dozen index entries per
 /// usage written) by [`journal_materialize`] after the commit, outside the locks: a hot account's
 /// lock covers a handful of rows per batch and one index entry pair per keyed usage. Each part is
-/// a data-modifying `WITH` clause. The answers' row count is checked as in [`idempotency_store`];
-/// the journal row's id is returned (none when the batch wrote no usage and no entry). With
+/// a data-modifying `WITH` clause. An answer not stored (its key stored by another node
+/// meanwhile, as in [`idempotency_store`]) makes the statement raise a serialization failure
+/// (`credits_conflict`), so the batch rolls back and runs again; the journal row's id is returned (none when the batch wrote no usage and no entry). With
 /// `commit` (say `COMMIT`), the statements of `commit` follow in the same round trip
 /// ([`Conn::query_then`]), so that the batch's last write and its commit make one round trip
 /// while the locks are held.
@@ -277,8 +278,6 @@ pub(crate) fn hot_flush_pg(
     let journal = !usage.is_empty() || !entries.is_empty();
     // `credits.id = ANY(ARRAY(…))` makes the records a probe of `credits.id` each: joined with
     // the array alone, the planner (which takes any JSON array for 100 rows) scans the table.
-    // An answer not stored (a key another node stored meanwhile) raises a serialization
-    // failure, which rolls the batch back to run again.
     let sql = format!(
         "WITH c AS (UPDATE credits SET used = (r->>1)::bigint, reserved = (r->>2)::bigint, \
          remaining = (r->>3)::bigint, expired_amount = (r->>4)::bigint, \

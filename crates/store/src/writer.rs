@@ -104,21 +104,19 @@ impl Writer {
         account_id: &str,
     ) -> Result<(), StoreError> {
         // A missing account is "locked" too: nothing can be written to it.
-        self.lock_row(connection, account_id, true).map(|_| ())
-    }
-
-    /// Locks the account unless another transaction holds it: whether it is now locked.
-    fn try_lock(&mut self, connection: &Conn<'_>, account_id: &str) -> Result<bool, StoreError> {
-        self.lock_row(connection, account_id, false)
+        self.lock_row(connection, account_id, true, false).map(|_| ())
     }
 
     /// Locks the account's row, waiting for it or not; the row comes with its lock, and the
-    /// account's first reader in the batch takes it. Whether a row was locked (or held already).
+    /// account's first reader in the batch takes it; with `state` (an account the batch's
+    /// usages charge), its state comes too, for the first usage on it. Whether a row was locked
+    /// (or held already).
     fn lock_row(
         &mut self,
         connection: &Conn<'_>,
         account_id: &str,
         wait: bool,
+        state: bool,
     ) -> Result<bool, StoreError> {
         if !self.shared || self.locked.contains(account_id) {
             return Ok(true);
@@ -128,29 +126,41 @@ impl Writer {
         // state comes along too, read by a function that runs after the lock is granted and
         // with a snapshot of its own (see `rows::account_state_function`): one round trip less
         // while the lock is held.
-        let sql = format!(
-            "WITH l AS MATERIALIZED (SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) \
-             AS catalog_epoch FROM accounts WHERE id = ?1 FOR UPDATE OF accounts{}) \
-             SELECT l.*, s.o_credits, s.o_holds, s.o_budgets FROM l \
-             CROSS JOIN LATERAL {}(l.id) AS s",
+        let lock = format!(
+            "SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) AS catalog_epoch \
+             FROM accounts WHERE id = ?1 FOR UPDATE OF accounts{}",
             rows::ACCOUNT_COLUMNS,
             if wait { "" } else { " SKIP LOCKED" },
-            rows::account_state_function().0
         );
+        let sql = if state {
+            format!(
+                "WITH l AS MATERIALIZED ({lock}) SELECT l.*, s.o_credits, s.o_holds, s.o_budgets \
+                 FROM l CROSS JOIN LATERAL {}(l.id) AS s",
+                rows::account_state_function().0
+            )
+        } else {
+            lock
+        };
         let epoch_column = rows::ACCOUNT_COLUMNS.split(',').count();
         let found = crate::read::find_one(connection, &sql, account_id, |row| {
             let (seq, account) = rows::account_from_row(row)?;
-            let state = rows::account_state_of(
-                account_id,
-                row.get::<Option<String>>(epoch_column + 1)?.as_deref(),
-                row.get::<Option<String>>(epoch_column + 2)?.as_deref(),
-                row.get::<Option<String>>(epoch_column + 3)?.as_deref(),
-            )?;
-            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?, state)))
+            let read_state = if state {
+                Some(rows::account_state_of(
+                    account_id,
+                    row.get::<Option<String>>(epoch_column + 1)?.as_deref(),
+                    row.get::<Option<String>>(epoch_column + 2)?.as_deref(),
+                    row.get::<Option<String>>(epoch_column + 3)?.as_deref(),
+                )?)
+            } else {
+                None
+            };
+            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?, read_state)))
         })?;
-        let account = found.map(|(account, epoch, state)| {
+        let account = found.map(|(account, epoch, read_state)| {
             self.seen_epoch = self.seen_epoch.or(epoch);
-            self.locked_state.insert(account_id.to_string(), state);
+            if let Some(read_state) = read_state {
+                self.locked_state.insert(account_id.to_string(), read_state);
+            }
             account
         });
         if wait || account.is_some() {
@@ -372,9 +382,10 @@ fn join_late(
             job.requests.iter().filter_map(|r| account_of(&r.command)).collect();
         accounts.sort_unstable();
         accounts.dedup();
+        let charged = charged_accounts(std::slice::from_ref(&job));
         let mut all = true;
         for account in accounts {
-            if !writer.try_lock(connection, account)? {
+            if !writer.lock_row(connection, account, false, charged.contains(account))? {
                 all = false;
                 break;
             }
@@ -400,6 +411,17 @@ fn join_late(
     }
     jobs.extend(joined);
     Ok(())
+}
+
+/// The accounts that the jobs' usages charge.
+fn charged_accounts(jobs: &[Job]) -> std::collections::HashSet<&str> {
+    jobs.iter()
+        .flat_map(|job| &job.requests)
+        .filter_map(|r| match &r.command {
+            Command::RecordUsage(new) => Some(new.account_id.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether a command may take rights away from a key that another node has cached.
@@ -464,8 +486,11 @@ fn batch_execute(
         accounts.sort_unstable();
         accounts.dedup();
         let waited = std::time::Instant::now();
+        // The state comes with the lock only for accounts a usage charges: other commands
+        // read what they need themselves.
+        let charged = charged_accounts(jobs);
         for account in accounts {
-            writer.lock(connection, account)?;
+            writer.lock_row(connection, account, true, charged.contains(account))?;
         }
         metrics::histogram!("credits_writer_lock_seconds").record(waited.elapsed().as_secs_f64());
         // Other nodes write too: the endpoints and services this writer holds are read again

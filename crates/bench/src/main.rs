@@ -99,6 +99,11 @@ struct Args {
     /// connection i talks to node i mod N.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// HTTP worker threads of each node (`credits serve --worker-threads`). Default: with one
+    /// node, the service's own (one per core); with several, the box's cores shared among them
+    /// (at least 1 each), as an operator running several nodes on one machine would size them.
+    #[arg(long)]
+    node_threads: Option<usize>,
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -267,6 +272,8 @@ struct Backend {
     /// `None`: SQLite in the node's data directory.
     database: Option<pg::Database>,
     nodes: usize,
+    /// HTTP worker threads per node, when set (else the service's default).
+    node_threads: Option<usize>,
 }
 
 impl Backend {
@@ -306,7 +313,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let backend = Backend { database, nodes: args.nodes };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let node_threads = args.node_threads.or((args.nodes > 1).then(|| (cores / args.nodes).max(1)));
+    let backend = Backend { database, nodes: args.nodes, node_threads };
     let outcome = run(&args, &kinds, &binary, &tag, nanos, &backend).await;
     if let Some(database) = &backend.database {
         if args.keep_data {
@@ -345,7 +354,7 @@ async fn run(
                 Some((database.url.as_str(), webhook_key_file.as_path())),
             ),
         };
-        let server = Server::start(binary, &dir, &admin_key, postgres)
+        let server = Server::start(binary, &dir, &admin_key, postgres, backend.node_threads)
             .await
             .with_context(|| format!("node {node} did not start"))?;
         eprintln!(
@@ -516,6 +525,13 @@ fn render(
             if args.keep_data { "kept" } else { "dropped" },
             backend.nodes,
             backend.nodes
+        );
+    }
+    if let Some(threads) = backend.node_threads {
+        let _ = writeln!(
+            out,
+            "- each node with {threads} HTTP worker thread(s) (`--worker-threads`), on a box of {} core(s)",
+            std::thread::available_parallelism().map_or(1, usize::from)
         );
     }
     let _ = writeln!(

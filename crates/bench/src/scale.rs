@@ -145,7 +145,7 @@ impl Run<'_> {
     /// account, until a first usage of it is acknowledged.
     async fn start(&self, dir: &Path, account: Option<&str>) -> anyhow::Result<(Server, Startup)> {
         let spawned = Instant::now();
-        let server = Server::start(&self.binary, dir, &self.admin_key, None).await?;
+        let server = Server::start(&self.binary, dir, &self.admin_key, None, None).await?;
         let listening = spawned.elapsed();
         let client = &self.clients[0];
         let base = server.base_url();

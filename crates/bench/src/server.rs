@@ -60,12 +60,14 @@ fn strip_ansi(line: &str) -> String {
 
 impl Server {
     /// Starts `binary serve` on a free loopback port with `data_dir` and `admin_key`; with
-    /// `postgres` (database URL, webhook key file) on that database instead of SQLite.
+    /// `postgres` (database URL, webhook key file) on that database instead of SQLite; with
+    /// `worker_threads`, that many HTTP worker threads (`--worker-threads`), else its default.
     pub async fn start(
         binary: &Path,
         data_dir: &Path,
         admin_key: &str,
         postgres: Option<(&str, &Path)>,
+        worker_threads: Option<usize>,
     ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -75,6 +77,10 @@ impl Server {
             .env("CREDITS_LISTEN", "127.0.0.1:0")
             .env("CREDITS_DATA_DIR", data_dir)
             .env("CREDITS_ADMIN_KEY", admin_key);
+        match worker_threads {
+            Some(threads) => command.env("CREDITS_WORKER_THREADS", threads.to_string()),
+            None => command.env_remove("CREDITS_WORKER_THREADS"),
+        };
         match postgres {
             Some((url, webhook_key_file)) => command
                 .env("CREDITS_DATABASE_URL", url)

@@ -94,6 +94,9 @@ struct ServeArgs {
     /// Requests a second each API key may make (bursts of as many); 0 turns the limit off.
     #[arg(long, env = "CREDITS_RATE_LIMIT_PER_SECOND", default_value_t = 50_000)]
     rate_limit_per_second: u32,
+    /// Threads answering HTTP (default: one per CPU core).
+    #[arg(long, env = "CREDITS_WORKER_THREADS", value_parser = clap::value_parser!(usize))]
+    worker_threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,10 +110,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         CliCommand::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.worker_threads {
+                builder.worker_threads(threads);
+            }
+            let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
             runtime.block_on(serve(args))
         }
         CliCommand::Backup(args) => backup(args),

@@ -119,6 +119,51 @@ async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundre
     assert_eq!(remaining_after, (0..200).collect::<BTreeSet<u64>>(), "the ledger counts down");
 }
 
+/// A key is kept 24 hours: sent again after that, it is a new request and charges again, and the
+/// answer stored for it is replaced (the one write of a batch that upserts rather than inserts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_sent_again_past_its_retention_charges_again_and_its_answer_is_replaced() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 2);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    let record = nodes[0].purchase(&account, 1000, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let targets = targets(&cluster);
+    let k = key("aged");
+
+    let first = targets[0].post("/v2/usage", &usage(&account, 5), Some(&k)).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    // Its stored answer ages past the 24 hours a key is kept (the sweep has not forgotten it).
+    let aged = format!(
+        "UPDATE idempotency SET created_at = created_at - 25 * 3600 * 1000000::bigint \
+         WHERE key = '{k}'"
+    );
+    cluster::sql(&cluster.database.url, &aged).expect("the stored answer is aged");
+
+    // The same key, with another body, on the other node: a new usage, not a conflict.
+    let second = targets[1].post("/v2/usage", &usage(&account, 3), Some(&k)).await;
+    assert_eq!(second.status, 201, "{second:?}");
+    assert_eq!(second.header(REPLAYED), None, "a new request, not a replay: {second:?}");
+    assert_ne!(second.json["id"], first.json["id"], "{second:?}");
+    assert_eq!(second.json["credits"], 3, "{second:?}");
+    // Sent again now, it replays the second answer, on either node.
+    for target in &targets {
+        let again = target.post("/v2/usage", &usage(&account, 3), Some(&k)).await;
+        assert_eq!(again.status, 201, "{again:?}");
+        assert_eq!(again.header(REPLAYED), Some("true"), "{again:?}");
+        assert_eq!(again.text, second.text, "the replay is the second answer: {again:?}");
+    }
+    let record = nodes[1].credit(&record_id).await;
+    assert_eq!(record["used"], 8, "charged twice, 5 then 3: {record}");
+    assert_equation(&record);
+    let stored = cluster::query_texts(
+        &cluster.database.url,
+        &format!("SELECT count(*)::text FROM idempotency WHERE key = '{k}'"),
+    );
+    assert_eq!(stored, ["1"], "one answer kept for the key");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_idempotency_key_sent_to_two_nodes_at_once_charges_once() {
     let Some(base) = postgres_or_skip() else { return };

@@ -297,12 +297,19 @@ fn flush_then(
         account.spending.save(connection)?;
     }
     if pg {
+        // A key the batch read as stored (past its retention, or it would be replayed) is
+        // replaced; any other is new.
+        let (replacing, fresh): (Vec<&StoredAnswer>, Vec<&StoredAnswer>) =
+            hot.answers.iter().partition(|a| {
+                matches!(writer.known.get(&(a.scope.clone(), a.key.clone())), Some(Some(_)))
+            });
         let journal = crate::bulk::hot_flush_pg(
             connection,
             &records,
             &hot.usage,
             &hot.entries,
-            &hot.answers,
+            &fresh,
+            &replacing,
             now,
             commit,
         )?;

@@ -213,6 +213,14 @@ pub(crate) fn idempotency_prefetch<'k>(
     Ok(known)
 }
 
+/// The answers a batch stores, by whether their key was read as stored (see [`hot_flush_pg`]).
+pub(crate) struct NewAnswers<'a> {
+    /// Keys read as absent: inserted.
+    pub(crate) fresh: Vec<&'a StoredAnswer>,
+    /// Keys read as stored past their retention: replaced.
+    pub(crate) replacing: Vec<&'a StoredAnswer>,
+}
+
 /// Everything a batch's usages wrote on PostgreSQL, in one statement (one round trip made while
 /// the batch holds its accounts' locks): the changed credit records, the hourly rollup of the
 /// usages, the answers stored with their keys, and one row of the usage journal holding the usage
@@ -235,11 +243,11 @@ pub(crate) fn hot_flush_pg(
     records: &[&credits_core::CreditRecord],
     usage: &[UsageRecord],
     entries: &[LedgerEntry],
-    fresh: &[&StoredAnswer],
-    replacing: &[&StoredAnswer],
+    answers: &NewAnswers<'_>,
     now: Timestamp,
     commit: Option<&str>,
 ) -> Result<Option<i64>, StoreError> {
+    let NewAnswers { fresh, replacing } = answers;
     let records: Vec<Value> = records
         .iter()
         .map(|r| {

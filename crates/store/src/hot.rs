@@ -308,8 +308,7 @@ fn flush_then(
             &records,
             &hot.usage,
             &hot.entries,
-            &fresh,
-            &replacing,
+            &crate::bulk::NewAnswers { fresh, replacing },
             now,
             commit,
         )?;

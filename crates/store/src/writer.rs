@@ -286,7 +286,9 @@ pub(crate) fn run(
                 let mut tries = 1;
                 loop {
                     let mut late = Late { receiver: &mut receiver, deferred: &mut deferred };
-                    match commit_batch(&connection, &mut writer, &mut jobs, &mut late) {
+                    // The first try takes the usages' keys as new (see `batch_execute`).
+                    let read_keys = tries > 1;
+                    match commit_batch(&connection, &mut writer, &mut jobs, &mut late, read_keys) {
                         Err(StoreError::Conflict(cause)) if tries < BATCH_TRIES => {
                             tracing::debug!(%cause, tries, "batch lost a race; running it again");
                             metrics::counter!("credits_writer_batch_retries").increment(1);
@@ -446,9 +448,10 @@ fn commit_batch(
     writer: &mut Writer,
     jobs: &mut Vec<Job>,
     late: &mut Late<'_>,
+    read_keys: bool,
 ) -> Result<BatchResults, StoreError> {
     connection.batch(if connection.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" })?;
-    let result = batch_execute(connection, writer, jobs, late);
+    let result = batch_execute(connection, writer, jobs, late, read_keys);
     if result.is_err() {
         if let Err(error) = connection.batch("ROLLBACK") {
             tracing::warn!(%error, "rollback failed");
@@ -458,11 +461,18 @@ fn commit_batch(
     result.and_then(|results| crate::faults::after_commit().map(|()| results))
 }
 
+/// On PostgreSQL, a first try (`read_keys` false) takes the idempotency keys of its usages as
+/// new without reading them, as it does the keys of requests that join it late: a key stored
+/// after all (a client's retry, a replay, a key reused past its retention) fails the batch's
+/// write with a unique violation, and the batch runs again reading every key first. Most batches
+/// hold no such key, and save a round trip before their locks and a probe per key; one that does
+/// runs twice.
 fn batch_execute(
     connection: &Conn<'_>,
     writer: &mut Writer,
     jobs: &mut Vec<Job>,
     late: &mut Late<'_>,
+    read_keys: bool,
 ) -> Result<BatchResults, StoreError> {
     writer.locked.clear();
     writer.locked_rows.clear();
@@ -476,7 +486,11 @@ fn batch_execute(
             .flat_map(|job| &job.requests)
             .filter(|r| matches!(r.command, Command::RecordUsage(_)))
             .filter_map(|r| r.idempotency.as_ref());
-        writer.known = crate::bulk::idempotency_prefetch(connection, keys)?;
+        writer.known = if read_keys {
+            crate::bulk::idempotency_prefetch(connection, keys)?
+        } else {
+            keys.map(|k| ((k.scope.clone(), k.key.clone()), None)).collect()
+        };
         writer.seen_epoch = None;
         let mut accounts: Vec<&str> = jobs
             .iter()

@@ -401,7 +401,7 @@ fn join_late(
     }
     // Their keys are taken as new without reading them, which would cost the locked batch a
     // round trip: a key that is stored after all (a retry, a replay) makes the batch's write fail
-    // its count of stored keys (`bulk::hot_flush_pg`), and the batch runs again, reading every
+    // with a unique violation (`bulk::hot_flush_pg`), and the batch runs again, reading every
     // key first.
     let keys = joined
         .iter()

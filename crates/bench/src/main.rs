@@ -408,6 +408,9 @@ async fn run(
     for &kind in kinds {
         let connections =
             if matches!(kind, Kind::Batch(_)) { batch_connections } else { args.connections };
+        if let Some(database) = &backend.database {
+            database.settle().await?;
+        }
         eprintln!(
             "credits-bench: {} with {connections} connections, {} s warm-up + {} s measured (load {})",
             kind.name(),
@@ -520,7 +523,7 @@ fn render(
     if let Some(database) = &backend.database {
         let _ = writeln!(
             out,
-            "- PostgreSQL: fresh database `{}` ({} at the end), shared by {} `credits serve` process(es), each with its own data directory and port, the same admin key and the same webhook key file; connection i talks to node i mod {}; setup through node 0; the balance check reads through every node",
+            "- PostgreSQL: fresh database `{}` ({} at the end), shared by {} `credits serve` process(es), each with its own data directory and port, the same admin key and the same webhook key file; connection i talks to node i mod {}; setup through node 0; `VACUUM ANALYZE` and `CHECKPOINT` before each scenario (as the baseline's `pg/reset.sql` before each run); the balance check reads through every node",
             database.name,
             if args.keep_data { "kept" } else { "dropped" },
             backend.nodes,

@@ -68,6 +68,21 @@ impl Database {
         Ok(Database { server_url: server_url.to_string(), name, url })
     }
 
+    /// `VACUUM ANALYZE` and `CHECKPOINT`, as the baseline's `pg/reset.sql` does before each of
+    /// its runs: each measured window starts with its tables' statistics known and without the
+    /// setup's (or an earlier run's) dirty pages and log still to be written.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let client = connect(&self.url).await?;
+        // Two queries: one holding both would run them in one transaction, which VACUUM refuses.
+        for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
+            client
+                .batch_execute(statement)
+                .await
+                .with_context(|| format!("cannot {statement} database {}", self.name))?;
+        }
+        Ok(())
+    }
+
     /// `pg_database_size` of this run's database, in bytes.
     pub async fn size(&self) -> Option<u64> {
         let client = connect(&self.server_url).await.ok()?;

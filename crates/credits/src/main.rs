@@ -98,6 +98,10 @@ struct ServeArgs {
     /// Scales the webhook retry schedule; tests shrink it (for example 0.01).
     #[arg(long, env = "CREDITS_WEBHOOK_RETRY_SCALE", default_value_t = 1.0, hide = true)]
     webhook_retry_scale: f64,
+    /// How long a node's claim on a due webhook delivery lasts on PostgreSQL, in seconds: another
+    /// node sends it again only after that. It must exceed an attempt's 15 s; tests shorten it.
+    #[arg(long, env = "CREDITS_WEBHOOK_LEASE_SECS", default_value_t = 60, hide = true)]
+    webhook_lease_secs: u64,
     /// Requests a second each API key may make (bursts of as many); 0 turns the limit off.
     #[arg(long, env = "CREDITS_RATE_LIMIT_PER_SECOND", default_value_t = 50_000)]
     rate_limit_per_second: u32,
@@ -163,7 +167,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = credits_webhooks::UrlPolicy { allow_private: args.webhook_allow_private };
     let dispatcher = credits_webhooks::Dispatcher::new(store.clone(), secrets.clone(), policy, 16)
         .context("cannot build the webhook client")?
-        .with_retry_scale(args.webhook_retry_scale);
+        .with_retry_scale(args.webhook_retry_scale)
+        .with_lease(Duration::from_secs(args.webhook_lease_secs));
     let dispatcher = tokio::spawn(dispatcher.run());
     let webhooks = credits_api::WebhookConfig { secrets, policy };
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()

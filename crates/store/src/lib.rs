@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use backup::backup_sqlite;
 pub use faults::{ClockSource, Fault, Faults, Hooks};
-pub use read::Reader;
+pub use read::{Reader, DELIVERY_LEASE};
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]

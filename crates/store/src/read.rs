@@ -16,9 +16,9 @@ use crate::rows::{self, book_load};
 use crate::types::*;
 use crate::StoreError;
 
-/// How long a node's claim on a due delivery lasts (PostgreSQL): longer than an attempt's
-/// timeout, so that only a node that died lets another deliver the event again.
-const DELIVERY_LEASE_MICROS: i64 = 60_000_000;
+/// How long a node's claim on a due delivery lasts by default (PostgreSQL): longer than an
+/// attempt's timeout, so that only a node that died lets another deliver the event again.
+pub const DELIVERY_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub(crate) fn service_find(connection: &Conn<'_>, id: &str) -> Result<Option<Service>, StoreError> {
     let row = connection
@@ -324,11 +324,13 @@ impl<'c> Reader<'c> {
         self.page(&table, filter, page, rows::delivery_from_row)
     }
 
-    /// Pending attempts due at `now`, oldest first, with their endpoint and event.
+    /// Pending attempts due at `now`, oldest first, with their endpoint and event. On
+    /// PostgreSQL they are claimed for `lease` (see [`DELIVERY_LEASE`]).
     pub fn due_deliveries(
         &self,
         now: Timestamp,
         limit: usize,
+        lease: std::time::Duration,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(100);
         let sql = format!(
@@ -348,7 +350,7 @@ impl<'c> Reader<'c> {
                  WHERE disabled_at IS NOT NULL OR deleted_at IS NOT NULL) \
                  ORDER BY next_attempt_at LIMIT ?2 FOR UPDATE SKIP LOCKED) RETURNING {}",
                 rows::DELIVERY_COLUMNS,
-                lease = DELIVERY_LEASE_MICROS
+                lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 4)
             )
         } else {
             sql

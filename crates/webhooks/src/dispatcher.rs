@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credits_core::Timestamp;
-use credits_store::{AttemptResult, Command, DueDelivery, Event, Store, WriteRequest};
+use credits_store::{
+    AttemptResult, Command, DueDelivery, Event, Store, WriteRequest, DELIVERY_LEASE,
+};
 use reqwest::header::{HeaderMap, HeaderValue, InvalidHeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -45,6 +47,7 @@ pub struct Dispatcher {
     client: reqwest::Client,
     concurrency: usize,
     retry_scale: f64,
+    lease: Duration,
 }
 
 impl Dispatcher {
@@ -53,6 +56,17 @@ impl Dispatcher {
     pub fn with_retry_scale(mut self, scale: f64) -> Dispatcher {
         if scale.is_finite() && scale > 0.0 {
             self.retry_scale = scale;
+        }
+        self
+    }
+
+    /// How long this node's claim on a due delivery lasts with several nodes on PostgreSQL
+    /// (default [`DELIVERY_LEASE`], 60 s): another node sends it again only after the lease, so
+    /// it must exceed an attempt's longest time (name resolution and the request timeout, 15 s).
+    /// Tests shorten it to see a killed node's claims taken over in seconds.
+    pub fn with_lease(mut self, lease: Duration) -> Dispatcher {
+        if !lease.is_zero() {
+            self.lease = lease;
         }
         self
     }
@@ -71,6 +85,7 @@ impl Dispatcher {
             client: build_client(policy, concurrency)?,
             concurrency: concurrency.max(1),
             retry_scale: 1.0,
+            lease: DELIVERY_LEASE,
         })
     }
 
@@ -97,15 +112,19 @@ impl Dispatcher {
                 }
             }
             let now = now();
-            let due =
-                match self.store.read(move |reader| reader.due_deliveries(now, BATCH_SIZE)).await {
-                    Ok(due) => due,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read due webhook deliveries");
-                        tokio::time::sleep(POLL_INTERVAL * 4).await;
-                        continue;
-                    }
-                };
+            let lease = self.lease;
+            let due = match self
+                .store
+                .read(move |reader| reader.due_deliveries(now, BATCH_SIZE, lease))
+                .await
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read due webhook deliveries");
+                    tokio::time::sleep(POLL_INTERVAL * 4).await;
+                    continue;
+                }
+            };
             let fresh: Vec<DueDelivery> =
                 due.into_iter().filter(|d| in_flight.insert(d.delivery.id.clone())).collect();
             let full = fresh.len() >= BATCH_SIZE;

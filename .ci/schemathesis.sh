@@ -18,7 +18,8 @@ REPORT_DIR="${REPORT_DIR:-/tmp/schemathesis-report}"
 if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $ST_VERSION" ]; then
   python3 -m pip install -q "schemathesis==$ST_VERSION"
 fi
-cargo build -q -p credits --manifest-path "$ROOT/Cargo.toml"
+# `--workspace`: the features the test suite built the binary with, so CI compiles nothing here.
+cargo build -q --workspace --bins --manifest-path "$ROOT/Cargo.toml"
 
 DATA_DIR="$(mktemp -d /tmp/credits-st.XXXXXX)"
 CREDITS_LISTEN="127.0.0.1:${PORT}" CREDITS_DATA_DIR="$DATA_DIR" CREDITS_ADMIN_KEY="$ADMIN_KEY" \

@@ -49,7 +49,7 @@ async function freePort() {
 }
 
 async function startServer() {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build -p credits\` first`);
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`cargo build --workspace --bins\` first`);
   const port = await freePort();
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'credits-e2e-'));
   const base = `http://127.0.0.1:${port}`;

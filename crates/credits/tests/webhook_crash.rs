@@ -246,3 +246,33 @@ async fn events_acknowledged_before_sigkill_reach_a_receiver_that_was_not_yet_li
     }
     restarted.all_succeeded(&endpoint, &events).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_flight_at_sigterm_is_recorded_before_exit_and_not_sent_again() {
+    let mut app = spawn_app_with_env(&WEBHOOK_ENV).await;
+    let hooks = receiver::start().await;
+    // The receiver takes its time: the SIGTERM comes while the attempt waits for its answer.
+    hooks.set_delay(Duration::from_millis(1500));
+    let account = app.create_account().await;
+    let (endpoint, _secret) =
+        create_endpoint(&app, Some(&account), &hooks.url("/slow"), &["credit.created"]).await;
+    app.purchase(&account, 40, json!({})).await;
+    hooks.wait_for(1, Duration::from_secs(10), |r| r.path == "/slow").await;
+    assert!(app.terminate(), "SIGTERM: the process exits successfully");
+
+    let restarted = restart(&app.data_dir, &WEBHOOK_ENV);
+    let listed = restarted.created_events(&account).await;
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    let event = listed[0]["id"].as_str().unwrap().to_string();
+    let page = restarted.get(&format!("/v2/webhook-endpoints/{endpoint}/deliveries")).await;
+    let items = page["data"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one delivery: {items:#?}");
+    assert_eq!(items[0]["eventId"], event.as_str());
+    assert_eq!(items[0]["status"], "succeeded", "the answer came before the exit: {items:#?}");
+    assert_eq!(items[0]["responseCode"], 200, "{items:#?}");
+    // Longer than the lease (2 s) and the first retry delay: a claim left behind or an attempt
+    // left unrecorded would be sent again by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requests = hooks.requests();
+    assert_eq!(requests.len(), 1, "sent once, not again after the restart: {requests:?}");
+}

@@ -65,6 +65,8 @@ struct State {
     requests: Vec<Captured>,
     script: VecDeque<u16>,
     default_status: u16,
+    /// How long each answer waits after the request is recorded.
+    delay: Duration,
 }
 
 /// A running receiver; it stops when the test's runtime ends.
@@ -89,25 +91,8 @@ pub fn serve_on(listener: tokio::net::TcpListener) -> Receiver {
         Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let shared = shared.clone();
             async move {
-                let mut state = shared.lock().unwrap();
-                let answered = state.script.pop_front().unwrap_or(state.default_status);
-                let headers = headers
-                    .iter()
-                    .map(|(name, value)| {
-                        (
-                            name.as_str().to_ascii_lowercase(),
-                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect();
-                state.requests.push(Captured {
-                    method: method.to_string(),
-                    path: uri.path().to_string(),
-                    headers,
-                    body: body.to_vec(),
-                    answered,
-                    at: Instant::now(),
-                });
+                let (answered, delay) = record(&shared, method, uri, headers, body);
+                tokio::time::sleep(delay).await;
                 StatusCode::from_u16(answered).unwrap()
             }
         });
@@ -115,6 +100,36 @@ pub fn serve_on(listener: tokio::net::TcpListener) -> Receiver {
         let _ = axum::serve(listener, app).await;
     });
     Receiver { base: format!("http://{address}"), state }
+}
+
+/// Records a request; returns the status to answer and how long to wait before answering.
+fn record(
+    shared: &Mutex<State>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (u16, Duration) {
+    let mut state = shared.lock().unwrap();
+    let answered = state.script.pop_front().unwrap_or(state.default_status);
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    state.requests.push(Captured {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+        answered,
+        at: Instant::now(),
+    });
+    (answered, state.delay)
 }
 
 impl Receiver {
@@ -126,6 +141,11 @@ impl Receiver {
     /// Answer these statuses to the next requests, in order, then the default again.
     pub fn script(&self, statuses: &[u16]) {
         self.state.lock().unwrap().script.extend(statuses.iter().copied());
+    }
+
+    /// Wait this long before each answer (the request is recorded on arrival).
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
     }
 
     /// The status answered once the script is used up.

@@ -153,6 +153,9 @@ impl Dispatcher {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+        // Each round holds a sender until it has recorded its attempts: once they are all
+        // dropped, nothing is in flight.
+        drop(done_sender);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !in_flight.is_empty() {
             match tokio::time::timeout_at(deadline, done.recv()).await {
@@ -165,7 +168,8 @@ impl Dispatcher {
                 Err(_) => {
                     tracing::warn!(
                         unrecorded = in_flight.len(),
-                        "webhook attempts still in flight at shutdown; they will be sent again"
+                        "webhook attempts still in flight at shutdown: sent again at the next \
+                         start, or by another node once their lease ends"
                     );
                     break;
                 }

@@ -169,10 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot build the webhook client")?
         .with_retry_scale(args.webhook_retry_scale)
         .with_lease(Duration::from_secs(args.webhook_lease_secs));
-    let (stop_dispatcher, dispatcher_stopped) = tokio::sync::oneshot::channel::<()>();
-    let dispatcher = tokio::spawn(dispatcher.run_until(async {
-        let _ = dispatcher_stopped.await;
-    }));
+    let dispatcher = tokio::spawn(dispatcher.run());
     let webhooks = credits_api::WebhookConfig { secrets, policy };
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -197,9 +194,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = key_flusher.await;
     epoch_watch.abort();
     let _ = epoch_watch.await;
-    // The dispatcher records its attempts in flight (at most `SHUTDOWN_GRACE`) while the writer
-    // still runs.
-    let _ = stop_dispatcher.send(());
+    // Stops the dispatcher's polls. Its rounds in flight hold store handles, so the writer's join
+    // below waits for them to record their attempts (each ends within its 15 s of timeouts).
+    dispatcher.abort();
     let _ = dispatcher.await;
     tokio::task::spawn_blocking(move || writer.join()).await?;
     tracing::info!("stopped cleanly");

@@ -10,8 +10,8 @@
 //! committed, so later polls, which still see it pending, skip it instead of sending it again.
 //! A crash between sending and recording resends: delivery is at least once, and receivers
 //! deduplicate on `webhook-id` (the event id, the same for every retry).
-//! A graceful stop (SIGTERM) stops the polls and waits a bounded time for the rounds in flight
-//! to be answered and recorded, so that a rolling restart neither resends nor strands them.
+//! A graceful stop (SIGTERM) aborts the polls; the rounds in flight still finish and record
+//! their attempts before the writer stops, so a rolling restart neither resends nor strands them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,9 +39,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long resolving a receiver's name may take before the attempt counts as failed.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stopping dispatcher waits for its attempts in flight: a resolution and a request
-/// that time out, and the write that records them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The `user-agent` of every delivery.
 pub const USER_AGENT: &str = concat!("credits-webhooks/", env!("CARGO_PKG_VERSION"));
 
@@ -94,16 +91,10 @@ impl Dispatcher {
         })
     }
 
-    /// Polls and delivers until the task is dropped or aborted.
+    /// Polls and delivers until the task is dropped or aborted. Aborting it stops the polls
+    /// only: the rounds in flight are tasks of their own and go on until their attempts are
+    /// recorded (each round holds a [`Store`] handle, which keeps the writer running).
     pub async fn run(self) {
-        self.run_until(std::future::pending()).await;
-    }
-
-    /// Polls and delivers until `stop` completes, then stops polling and waits up to
-    /// [`SHUTDOWN_GRACE`] for the attempts in flight to be answered and recorded, so that a node
-    /// stopped gracefully neither sends them again at its next start nor leaves them claimed
-    /// (on PostgreSQL, for the lease) where another node would wait to retry them.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let shared = Arc::new(Shared {
             secrets: self.secrets,
             policy: self.policy,
@@ -118,7 +109,6 @@ impl Dispatcher {
             allow_private = self.policy.allow_private,
             "webhook dispatcher started"
         );
-        tokio::pin!(stop);
         loop {
             while let Ok(ids) = done.try_recv() {
                 for id in ids {
@@ -135,10 +125,8 @@ impl Dispatcher {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read due webhook deliveries");
-                    tokio::select! {
-                        () = &mut stop => break,
-                        () = tokio::time::sleep(POLL_INTERVAL * 4) => continue,
-                    }
+                    tokio::time::sleep(POLL_INTERVAL * 4).await;
+                    continue;
                 }
             };
             let fresh: Vec<DueDelivery> =
@@ -147,35 +135,10 @@ impl Dispatcher {
             if !fresh.is_empty() {
                 tokio::spawn(round(shared.clone(), self.store.clone(), fresh, done_sender.clone()));
             }
-            let pause = if full { Duration::ZERO } else { POLL_INTERVAL };
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep(pause) => {}
+            if !full {
+                tokio::time::sleep(POLL_INTERVAL).await;
             }
         }
-        // Each round holds a sender until it has recorded its attempts: once they are all
-        // dropped, nothing is in flight.
-        drop(done_sender);
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while !in_flight.is_empty() {
-            match tokio::time::timeout_at(deadline, done.recv()).await {
-                Ok(Some(ids)) => {
-                    for id in ids {
-                        in_flight.remove(&id);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        unrecorded = in_flight.len(),
-                        "webhook attempts still in flight at shutdown: sent again at the next \
-                         start, or by another node once their lease ends"
-                    );
-                    break;
-                }
-            }
-        }
-        tracing::info!("webhook dispatcher stopped");
     }
 }
 

@@ -117,6 +117,19 @@ async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundre
     assert_eq!(ledger_usages, ids);
     let remaining_after: BTreeSet<u64> = ledger.iter().map(|e| num(e, "remainingAfter")).collect();
     assert_eq!(remaining_after, (0..200).collect::<BTreeSet<u64>>(), "the ledger counts down");
+
+    // Each node's group-commit histogram counts every request its batches ran, those that
+    // joined a batch while it waited for the account's lock included (the race makes many).
+    for (i, node) in nodes.iter().enumerate() {
+        let metrics = node.get("/metrics").await;
+        let ran = metrics
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix("credits_writer_batch_requests_sum "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(ran >= 200.0, "node {i} ran 200 usages, its batches counted {ran}");
+    }
 }
 
 /// A key is kept 24 hours: sent again after that, it is a new request and charges again, and the

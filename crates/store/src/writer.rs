@@ -300,7 +300,10 @@ pub(crate) fn run(
             }
             Err(error) => Err(error),
         };
-        metrics::histogram!("credits_writer_batch_requests").record(count as f64);
+        // Counted after the batch ran: requests that joined it while it waited for its locks
+        // (`join_late`) are in `jobs` now.
+        let ran: usize = jobs.iter().map(|job| job.requests.len()).sum();
+        metrics::histogram!("credits_writer_batch_requests").record(ran as f64);
         metrics::histogram!("credits_writer_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         // A rolled-back write may have changed the writer's copies (endpoints, services):

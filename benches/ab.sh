@@ -16,7 +16,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-[ $# -ge 2 ] || { sed -n 12,18p "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n 10,15p "$0"; exit 2; }
 a=$1; b=$2; pairs=${3:-6}
 NODES=${NODES:-3}; SECS=${SECS:-10}; CONNS=${CONNS:-64}; ACCOUNTS=${ACCOUNTS:-1000}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}

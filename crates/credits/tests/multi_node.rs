@@ -683,25 +683,26 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed_ids(&before), charged, "answered usage is listed at once");
 
-    // What a node stopped after its commit leaves.
+    // What a node stopped after its commit leaves. Nothing reads usage meanwhile: the running
+    // node's sweep (every second) copies it.
     cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
-    let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
-    assert!(list_all(node, &ledger_path).await.is_empty());
-
-    // The running node's sweep (every second) copies it.
+    let journal_left = || cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut listed = Vec::new();
-    while Instant::now() < deadline {
-        listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
-        if !listed.is_empty() {
-            break;
-        }
+    while journal_left() != ["0"] && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(journal_left(), ["0"], "the sweep copied the journal row");
+    let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "the journal's usage is back, as it was answered");
+    let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
     assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
-    let left = cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
-    assert_eq!(left, ["0"], "the journal row is gone with its copy");
+
+    // Again, and a list reads it at once: a read copies the journal rows it can see first.
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
+    let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed, before, "copied by the read, once");
+    assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
+    assert_eq!(journal_left(), ["0"], "the journal row is gone with its copy");
 
     // With no node running, the same rows back in the journal: a node copies them as it starts,
     // before it answers, and only once.
@@ -710,6 +711,7 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let key_file = cluster.webhook_key_file();
     let env = [("CREDITS_WEBHOOK_KEY_FILE", key_file.to_str().unwrap())];
     let second = common::spawn_node(&url, &env).await;
+    assert_eq!(journal_left(), ["0"], "copied at start, before the node answers");
     let again = list_all(&second, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed_ids(&again), charged, "each usage once, copied at start");
     assert_eq!(list_all(&second, &ledger_path).await.len(), 3);
@@ -717,11 +719,10 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     assert_eq!(record["used"], 6, "{record}");
 }
 
-/// A retry of a request whose usage a stopped node left in its journal replays the answer, and by
-/// then the usage is listed: the replaying node copies the journal rows left, without waiting for
-/// its sweep.
+/// A retry of a request whose usage a stopped node left in its journal replays the answer, and a
+/// list read after it shows that usage, once, without waiting for any sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replay_of_usage_left_in_the_journal_is_answered_once_it_is_listed() {
+async fn a_replay_of_usage_left_in_the_journal_is_answered_and_the_usage_listed_once() {
     let Some(base) = postgres_or_skip() else { return };
     let cluster = Cluster::start(&base, 1);
     let node = &cluster.nodes[0];
@@ -740,7 +741,6 @@ async fn a_replay_of_usage_left_in_the_journal_is_answered_once_it_is_listed() {
     // Written an hour ahead, so that no sweep counts the rows old enough to copy them.
     let ahead = "((extract(epoch FROM now()) + 3600) * 1000000)::bigint";
     cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", ahead)).unwrap();
-    assert!(list_all(node, &format!("/v2/usage?accountId={account}")).await.is_empty());
 
     let (key, id) = &sent[1];
     let answer = target.post("/v2/usage", &usage(&account, 2), Some(key)).await;
@@ -755,4 +755,29 @@ async fn a_replay_of_usage_left_in_the_journal_is_answered_once_it_is_listed() {
     assert_eq!(left, ["0"], "the journal rows are gone with their copy");
     let record = &node.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
     assert_eq!(record["used"], 6, "the replay charged nothing: {record}");
+}
+
+/// A usage is answered once it is on disk and copied into the usage list afterwards (see
+/// `store/src/copier.rs`), yet whoever got the answer lists it at once, on any node: a list first
+/// copies the journal rows it can see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_usage_is_listed_on_every_node_as_soon_as_it_is_answered() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let account = nodes[0].create_account().await;
+    nodes[0].purchase(&account, 1_000, json!({"service": "smartcheck"})).await;
+    let targets = targets(&cluster);
+    for i in 0..60 {
+        let answer =
+            targets[i % NODES].post("/v2/usage", &usage(&account, 1), Some(&key("ryw"))).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        let id = answer.json["id"].as_str().unwrap();
+        let reader = &nodes[(i + 1) % NODES];
+        let page = reader.get(&format!("/v2/usage?accountId={account}&limit=1")).await;
+        assert_eq!(page.json["data"][0]["id"], id, "usage {i} listed at once: {page:?}");
+        let ledger =
+            reader.get(&format!("/v2/ledger?accountId={account}&type=usage&limit=1")).await;
+        assert_eq!(ledger.json["data"][0]["usageId"], id, "entry {i} listed at once: {ledger:?}");
+    }
 }

@@ -379,14 +379,18 @@ pub(crate) fn journal_materialize(connection: &Conn<'_>, ids: &[i64]) -> Result<
     Ok(())
 }
 
-/// The journal rows committed and not yet copied, oldest first (up to 1,024): a batch that
-/// replays a stored answer has them copied with its own, since the answer's usage may be in one
-/// whose node stopped before copying it (see `writer::batch_execute`).
-pub(crate) fn journal_pending(connection: &Conn<'_>) -> Result<Vec<i64>, StoreError> {
-    let mut statement =
-        connection.prepare_cached("SELECT id FROM usage_journal ORDER BY id LIMIT 1024")?;
-    let ids = statement.query_map(params![], |row| row.get::<i64>(0))?;
-    Ok(ids.collect::<Result<_, _>>()?)
+/// Copies every journal row this statement can see, waiting for those another connection is
+/// copying (and then finding them gone): afterwards `usage` and `ledger` hold every usage answered
+/// before the call began, since a batch is answered only after its commit (see `copier`). Reads
+/// of usage and the ledger call it first; most find the journal empty or nearly so.
+pub(crate) fn journal_settle(connection: &Conn<'_>) -> Result<(), StoreError> {
+    let pending = connection
+        .prepare_cached("SELECT 1 FROM usage_journal ORDER BY id DESC LIMIT 1")?
+        .exists(params![])?;
+    if pending {
+        journal_copy(connection, "SELECT id FROM usage_journal WHERE id <= ?1", &i64::MAX)?;
+    }
+    Ok(())
 }
 
 /// Copies journal rows written before `before` (microseconds) that nobody is copying: those of a

@@ -264,8 +264,8 @@ pub(crate) fn flush_and_commit(
 }
 
 /// The commit of a batch with journal rows: its locks go at once, without waiting for the disk;
-/// the copier's commit, which comes after it in the log, waits for both before the batch is
-/// answered (see `copier`).
+/// the flusher's empty commit, which comes after it in the log, waits for the disk before the
+/// batch is answered (see `copier`).
 pub(crate) const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off; COMMIT";
 
 /// [`flush`], then the statements of `commit` in the same round trip (PostgreSQL): whether

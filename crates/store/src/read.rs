@@ -590,6 +590,7 @@ impl<'c> Reader<'c> {
         filter: &UsageFilter,
         page: PageRequest,
     ) -> Result<Page<UsageRecord>, StoreError> {
+        self.settle()?;
         let mut sql = Where::default();
         if let Some(account_id) = &filter.account_id {
             sql.push("account_id = ?", [Where::text(account_id)]);
@@ -622,6 +623,7 @@ impl<'c> Reader<'c> {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<SummaryRow>, StoreError> {
+        self.settle()?;
         let hour = rows::HOUR_MICROS;
         let first_whole = from.0 + (hour - from.0.rem_euclid(hour)) % hour;
         let last_whole = to.0 - to.0.rem_euclid(hour);
@@ -703,6 +705,15 @@ impl<'c> Reader<'c> {
         Ok(())
     }
 
+    /// On PostgreSQL, usage answered but not yet copied from the journal is copied first, so
+    /// that a read after an answer shows its usage (see `copier`). SQLite writes usage at once.
+    fn settle(&self) -> Result<(), StoreError> {
+        if self.connection.is_pg() {
+            crate::bulk::journal_settle(self.connection)?;
+        }
+        Ok(())
+    }
+
     pub fn reservation(&self, id: &str) -> Result<Option<Reservation>, StoreError> {
         reservation_find(self.connection, id)
     }
@@ -712,6 +723,7 @@ impl<'c> Reader<'c> {
         filter: &LedgerFilter,
         page: PageRequest,
     ) -> Result<Page<StoredEntry>, StoreError> {
+        self.settle()?;
         let mut sql = Where::default();
         if let Some(account_id) = &filter.account_id {
             sql.push("account_id = ?", [Where::text(account_id)]);

@@ -322,7 +322,8 @@ INSERT INTO auth_epoch (id, n) VALUES (1, 0);
 "#,
     ),
     // The usage and ledger rows of a committed batch, until they are copied into their tables
-    // after the batch's locks are released (`bulk::hot_flush_pg`, `bulk::journal_materialize`).
+    // after the batch's locks are released and the batch is answered (`bulk::hot_flush_pg`,
+    // `bulk::journal_materialize`; reads copy what they see first, `bulk::journal_settle`).
     // One row per batch, its arrays stored out of line uncompressed: writing it costs the
     // locked transaction next to nothing.
     (

@@ -568,17 +568,6 @@ fn batch_execute(
     }
     let now = writer.clock.now();
     let replays = writer.shared && results.iter().flatten().flatten().any(|e| e.replayed);
-    if replays {
-        // A replayed answer's usage may still be in the journal of a node that stopped between
-        // its commit and its copy: every row not yet copied is copied with this batch's, so the
-        // replay, like the first answer, is sent once its usage is listed. Rows their own node
-        // is copying are waited for and then found gone (`bulk::journal_copy`).
-        for id in crate::bulk::journal_pending(connection)? {
-            if !writer.journal.contains(&id) {
-                writer.journal.push(id);
-            }
-        }
-    }
     crate::faults::before_commit()?;
     let flushed = std::time::Instant::now();
     // On PostgreSQL, a batch with journal rows is committed with its last write.

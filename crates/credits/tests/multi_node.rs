@@ -50,6 +50,14 @@ fn usage(account: &str, quantity: u64) -> String {
     json!({"accountId": account, "service": "smartcheck", "quantity": quantity}).to_string()
 }
 
+/// The value of an unlabelled metric in Prometheus text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 fn targets(cluster: &Cluster) -> Vec<Target> {
     cluster.nodes.iter().map(Target::of).collect()
 }
@@ -121,13 +129,7 @@ async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundre
     // Each node's group-commit histogram counts every request its batches ran, those that
     // joined a batch while it waited for the account's lock included (the race makes many).
     for (i, node) in nodes.iter().enumerate() {
-        let metrics = node.get("/metrics").await;
-        let ran = metrics
-            .text
-            .lines()
-            .find_map(|line| line.strip_prefix("credits_writer_batch_requests_sum "))
-            .and_then(|n| n.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let ran = metric(&node.get("/metrics").await.text, "credits_writer_batch_requests_sum");
         assert!(ran >= 200.0, "node {i} ran 200 usages, its batches counted {ran}");
     }
 }
@@ -567,14 +569,9 @@ async fn a_retry_that_joins_a_locked_batch_is_replayed_not_charged_again() {
     assert_eq!(retry.text, first.text, "the stored answer, byte for byte");
     let record = node.credit(&record_id).await;
     assert_eq!(record["used"], 2, "the first usage and the fresh one, once each: {record}");
-    let metrics = node.get("/metrics").await;
-    let retries = metrics
-        .text
-        .lines()
-        .find_map(|line| line.strip_prefix("credits_writer_batch_retries "))
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(retries >= 1.0, "the batch ran again after finding the key: {}", metrics.text);
+    let metrics = node.get("/metrics").await.text;
+    let retries = metric(&metrics, "credits_writer_batch_retries");
+    assert!(retries >= 1.0, "the batch ran again after finding the key: {metrics}");
 }
 
 /// Each node keeps its copy of the service catalog between batches (PostgreSQL), and must drop it

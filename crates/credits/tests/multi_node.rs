@@ -656,6 +656,9 @@ const BACK_INTO_THE_JOURNAL: &str = "INSERT INTO usage_journal (created_at, usag
     WHERE type = 'usage')::text; \
     DELETE FROM usage; DELETE FROM ledger WHERE type = 'usage';";
 
+/// A journal row's `created_at` an hour ahead: no sweep counts it old enough to copy it.
+const AN_HOUR_AHEAD: &str = "((extract(epoch FROM now()) + 3600) * 1000000)::bigint";
+
 /// Usage committed by a node that stopped between its commit and the copy of its usage journal
 /// (the rows still in `usage_journal`, see `store/src/copier.rs`) reaches the usage list and the
 /// ledger exactly once: a running node's sweep copies it, and so does a node as it starts.
@@ -694,8 +697,9 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
     assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
 
-    // Again, and a list reads it at once: a read copies the journal rows it can see first.
-    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
+    // Again, written an hour ahead so that no sweep takes them, and a list reads them at once: a
+    // read copies the journal rows it can see first.
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", AN_HOUR_AHEAD)).unwrap();
     let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "copied by the read, once");
     assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
@@ -735,9 +739,7 @@ async fn a_replay_of_usage_left_in_the_journal_is_answered_and_the_usage_listed_
         sent.push((key, answer.json["id"].as_str().unwrap().to_string()));
     }
     let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
-    // Written an hour ahead, so that no sweep counts the rows old enough to copy them.
-    let ahead = "((extract(epoch FROM now()) + 3600) * 1000000)::bigint";
-    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", ahead)).unwrap();
+    cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", AN_HOUR_AHEAD)).unwrap();
 
     let (key, id) = &sent[1];
     let answer = target.post("/v2/usage", &usage(&account, 2), Some(key)).await;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use credits_core::{LedgerEntry, Timestamp, IDEMPOTENCY_TTL_SECONDS};
 use serde_json::{json, Value};
 
-use crate::db::{params, Conn};
+use crate::db::{params, Conn, Optional};
 use crate::rows::{self, encode_allocations, HourlyKey, HOURLY_UPSERT};
 use crate::types::UsageRecord;
 use crate::writer::StoredAnswer;
@@ -379,16 +379,18 @@ pub(crate) fn journal_materialize(connection: &Conn<'_>, ids: &[i64]) -> Result<
     Ok(())
 }
 
-/// Copies every journal row this statement can see, waiting for those another connection is
-/// copying (and then finding them gone): afterwards `usage` and `ledger` hold every usage answered
-/// before the call began, since a batch is answered only after its commit (see `copier`). Reads
-/// of usage and the ledger call it first; most find the journal empty or nearly so.
+/// Copies the journal rows visible when it starts (up to the newest id it sees), waiting for
+/// those another connection is copying and then finding them gone: afterwards `usage` and
+/// `ledger` hold every usage answered before the call began, since a batch is answered only
+/// after its commit (see `copier`). Reads of usage and the ledger call it first; most find the
+/// journal empty or nearly so.
 pub(crate) fn journal_settle(connection: &Conn<'_>) -> Result<(), StoreError> {
-    let pending = connection
-        .prepare_cached("SELECT 1 FROM usage_journal ORDER BY id DESC LIMIT 1")?
-        .exists(params![])?;
-    if pending {
-        journal_copy(connection, "SELECT id FROM usage_journal WHERE id <= ?1", &i64::MAX)?;
+    let newest = connection
+        .prepare_cached("SELECT id FROM usage_journal ORDER BY id DESC LIMIT 1")?
+        .query_row(params![], |row| row.get::<i64>(0))
+        .optional()?;
+    if let Some(newest) = newest {
+        journal_copy(connection, "SELECT id FROM usage_journal WHERE id <= ?1", &newest)?;
     }
     Ok(())
 }

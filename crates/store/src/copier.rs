@@ -46,6 +46,7 @@ pub(crate) struct Committed {
 /// Each job of a batch with its results.
 pub(crate) type Answers = Vec<(Job, Vec<Result<crate::types::Executed, StoreError>>)>;
 
+/// The flusher and copier threads of a PostgreSQL writer, fed by [`Copier::send`].
 pub(crate) struct Copier {
     sender: Option<mpsc::SyncSender<Committed>>,
     threads: Vec<JoinHandle<()>>,
@@ -136,7 +137,7 @@ fn flush_forever(
 
 /// Returns once everything committed before it is durable: an empty transaction that takes a
 /// transaction id commits with a record of its own, and waits for the log up to it.
-pub(crate) fn durable(connection: &crate::db::Conn<'_>) -> Result<(), crate::db::DbError> {
+fn durable(connection: &crate::db::Conn<'_>) -> Result<(), crate::db::DbError> {
     connection.batch("SELECT txid_current()")
 }
 

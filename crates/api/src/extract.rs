@@ -66,9 +66,12 @@ fn integral_numbers(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Number(number) if number.is_f64() => {
             let float = number.as_f64().unwrap_or(f64::NAN);
-            // Every f64 with no fraction below 2^63 (2^64) in size is exactly an i64 (u64).
+            // Every f64 with no fraction strictly between -2^63 and 2^64 is exactly an i64 or a
+            // u64. -2^63 itself is left out: an integer literal below i64's range (say
+            // -9223372036854775809) reaches here rounded to it, and must be refused, not clamped.
             if float.fract() == 0.0
-                && (-9.223_372_036_854_776e18..1.844_674_407_370_955_2e19).contains(&float)
+                && float > -9.223_372_036_854_776e18
+                && float < 1.844_674_407_370_955_2e19
             {
                 *value = if float < 0.0 {
                     serde_json::Value::from(float as i64)
@@ -288,4 +291,25 @@ pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
 pub fn parse_time_query(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     text.map(|text| parse_time(field, text).map_err(|e| ApiError::bad_request(e.detail)))
         .transpose()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Priority {
+        #[allow(dead_code)]
+        priority: i64,
+    }
+
+    #[test]
+    fn an_integer_below_i64s_range_is_refused_not_clamped() {
+        assert!(parse_json::<Priority>(br#"{"priority": -9223372036854775809}"#).is_err());
+        assert!(parse_json::<Priority>(br#"{"priority": 9223372036854775808}"#).is_err());
+        let lowest = parse_json::<Priority>(br#"{"priority": -9223372036854775808}"#).unwrap();
+        assert_eq!(lowest.request.priority, i64::MIN);
+        assert_eq!(parse_json::<Priority>(br#"{"priority": 2.0}"#).unwrap().request.priority, 2);
+    }
 }

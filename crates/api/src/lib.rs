@@ -10,6 +10,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod limit;
 pub mod openapi;
 pub mod render;
@@ -46,6 +47,9 @@ pub struct AppState {
     pub rate_limit: Option<Arc<limit::RateLimit>>,
     pub docs: Arc<docs::Docs>,
     pub webhooks: Arc<WebhookConfig>,
+    /// On PostgreSQL with nodes that can reach one another: sends hot accounts' usages to the
+    /// leader node (`forward.rs`).
+    pub forward: Option<Arc<forward::Forwarder>>,
 }
 
 impl AppState {
@@ -61,7 +65,14 @@ impl AppState {
             rate_limit: None,
             docs: Arc::new(docs::Docs::build()),
             webhooks,
+            forward: None,
         }
+    }
+
+    /// Sends hot accounts' usages to the leader node (see `forward.rs`).
+    pub fn with_forwarder(mut self, forwarder: Arc<forward::Forwarder>) -> AppState {
+        self.forward = Some(forwarder);
+        self
     }
 }
 
@@ -124,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::system::readyz))
         .route("/session", post(session::create).get(session::current).delete(session::delete))
         .route("/metrics", get(routes::system::metrics))
+        .route(forward::FORWARD_PATH, post(forward::receive))
         .route("/openapi.json", get(routes::system::openapi_json))
         .route("/docs", get(routes::system::docs_page))
         .fallback(routes::system::not_found)
@@ -173,7 +185,11 @@ pub(crate) async fn submit(
         key,
         request_hash: extract::request_hash(method_and_path, body),
     });
-    Ok(state.store.write(WriteRequest { idempotency, command }).await?)
+    let request = WriteRequest { idempotency, command };
+    Ok(match &state.forward {
+        Some(forwarder) => forwarder.write(&state.store, request).await?,
+        None => state.store.write(request).await?,
+    })
 }
 
 /// The answer to a create whose secret is shown once: the stored answer, which a replay returns,

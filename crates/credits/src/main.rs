@@ -105,6 +105,12 @@ struct ServeArgs {
     /// Requests a second each API key may make (bursts of as many); 0 turns the limit off.
     #[arg(long, env = "CREDITS_RATE_LIMIT_PER_SECOND", default_value_t = 50_000)]
     rate_limit_per_second: u32,
+    /// With PostgreSQL, the URL other nodes reach this one at (`http://10.0.0.5:8080`): nodes
+    /// send the usages of hot accounts to the node that leads (see DEPLOYMENT.md). Default: the
+    /// listen address when it is a loopback one (nodes on one machine); else none, and this node
+    /// never leads.
+    #[arg(long, env = "CREDITS_ADVERTISE_URL")]
+    advertise_url: Option<String>,
     /// Threads answering HTTP (default: one per CPU core).
     #[arg(long, env = "CREDITS_WORKER_THREADS", value_parser = clap::value_parser!(usize))]
     worker_threads: Option<usize>,
@@ -175,15 +181,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let render_metrics = std::sync::Arc::new(move || prometheus.render());
-    let state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics)
-        .with_rate_limit(args.rate_limit_per_second);
-    let epoch_watch = tokio::spawn(auth_epoch_watch(store.clone(), state.keys.clone()));
-    let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
-    let app = credits_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let node_key = webhooks.secrets.node_key();
+    let mut state = AppState::new(store.clone(), std::sync::Arc::new(webhooks), render_metrics)
+        .with_rate_limit(args.rate_limit_per_second);
+    let advertise = args
+        .advertise_url
+        .clone()
+        .or_else(|| address.ip().is_loopback().then(|| format!("http://{address}")));
+    if let Some(leadership) = store.lead(advertise)? {
+        let forwarder = credits_api::forward::Forwarder::start(leadership, node_key)
+            .context("cannot build the forwarding client")?;
+        state = state.with_forwarder(forwarder);
+    }
+    let epoch_watch = tokio::spawn(auth_epoch_watch(store.clone(), state.keys.clone()));
+    let key_flusher = tokio::spawn(key_use_flush_forever(store, state.keys.clone()));
+    let app = credits_api::router(state);
     tracing::info!(%address, database = %database_name, "credits is serving");
     eprintln!("credits listening on http://{address}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;

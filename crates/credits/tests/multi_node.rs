@@ -126,12 +126,118 @@ async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundre
     let remaining_after: BTreeSet<u64> = ledger.iter().map(|e| num(e, "remainingAfter")).collect();
     assert_eq!(remaining_after, (0..200).collect::<BTreeSet<u64>>(), "the ledger counts down");
 
-    // Each node's group-commit histogram counts every request its batches ran, those that
-    // joined a batch while it waited for the account's lock included (the race makes many).
-    for (i, node) in nodes.iter().enumerate() {
-        let ran = metric(&node.get("/metrics").await.text, "credits_writer_batch_requests_sum");
-        assert!(ran >= 200.0, "node {i} ran 200 usages, its batches counted {ran}");
+    // The group-commit histograms count every request a batch ran, those that joined a batch
+    // while it waited for the account's lock included (the race makes many), and those another
+    // node forwarded to the leader: 600 over the nodes.
+    let mut ran = 0.0;
+    for node in nodes {
+        ran += metric(&node.get("/metrics").await.text, "credits_writer_batch_requests_sum");
     }
+    assert!(ran >= 600.0, "600 usages ran, the nodes' batches counted {ran}");
+}
+
+/// The node that leads, once every node knows who does (within a few polls of starting).
+async fn leader_of(cluster: &Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut leaders = Vec::new();
+        let mut known = 0;
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            let text = node.get("/metrics").await.text;
+            if metric(&text, "credits_cluster_leader") == 1.0 {
+                leaders.push(n);
+            }
+            if metric(&text, "credits_cluster_leader_known") == 1.0 {
+                known += 1;
+            }
+        }
+        if leaders.len() == 1 && known == cluster.nodes.len() {
+            return leaders[0];
+        }
+        assert!(Instant::now() < deadline, "no single leader known to all: {leaders:?}, {known}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The usages of a hot account sent to the other nodes run in the leader's batches, each once:
+/// the other nodes forward them, and the balance, the usage list and the ledger are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_accounts_usages_sent_to_every_node_run_at_the_leader_once_each() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let leader = leader_of(&cluster).await;
+    let account = cluster.nodes[0].create_account().await;
+    cluster.nodes[0].purchase(&account, 100_000, json!({"service": "any"})).await;
+    let targets = targets(&cluster);
+    let forwarded = |text: &str| metric(text, "credits_forwarded_usages{outcome=\"answered\"}");
+
+    // Bursts of 60 concurrent usages over the nodes, until both followers forwarded some.
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = (0..60).map(|i| {
+            let target = targets[i % NODES].clone();
+            let (k, body) = (key("hot"), usage(&account, 1));
+            tokio::spawn(async move { target.post("/v2/usage", &body, Some(&k)).await })
+        });
+        for answer in join_all(tasks).await {
+            let answer = answer.unwrap();
+            assert_eq!(answer.status, 201, "{answer:?}");
+            assert_eq!(answer.header(REPLAYED), None, "{answer:?}");
+        }
+        sent += 60;
+        let mut followers_forwarded = Vec::new();
+        for (n, node) in cluster.nodes.iter().enumerate() {
+            let count = forwarded(&node.get("/metrics").await.text);
+            if n == leader {
+                assert_eq!(count, 0.0, "the leader forwards nothing");
+            } else {
+                followers_forwarded.push(count);
+            }
+        }
+        if followers_forwarded.iter().all(|&count| count > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "followers forwarded {followers_forwarded:?}");
+    }
+
+    for node in &cluster.nodes {
+        assert_eq!(num(&node.balance(&account).await, "available"), 100_000 - sent);
+    }
+    let listed = list_all(&cluster.nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    assert_eq!(listed.len() as u64, sent, "one usage listed per answer");
+    let ledger = list_all(&cluster.nodes[2], &format!("/v2/ledger?accountId={account}")).await;
+    let usage_entries = ledger.iter().filter(|e| e["type"] == "usage");
+    assert_eq!(usage_entries.map(|e| num(e, "credits")).sum::<u64>(), sent);
+}
+
+/// Only a node of the cluster may forward: a request to the internal path that is not signed
+/// with the key the nodes share is refused, and nothing is charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_forwarding_path_refuses_a_request_not_signed_by_a_node() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 1);
+    let node = &cluster.nodes[0];
+    let account = node.create_account().await;
+    node.purchase(&account, 10, json!({"service": "any"})).await;
+    let body = json!({"leader": "x", "usages": [{"scope": "admin", "key": "k",
+        "requestHash": "AA", "accountId": account, "service": "smartcheck",
+        "operation": null, "quantity": 1, "explicitCost": 5, "catalogOperation": null,
+        "catalogQuantity": 0, "memberId": null, "apiKeyId": null, "metadata": null}]})
+    .to_string();
+    let signatures = [None, Some(("credits-node-timestamp", "1", "credits-node-signature", "00"))];
+    for signature in signatures {
+        let mut request = node.client.post(node.url("/internal/forward")).body(body.clone());
+        if let Some((t, tv, s, sv)) = signature {
+            request = request.header(t, tv).header(s, sv);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 401);
+        assert_eq!(answer.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(problem["code"], "unauthorized", "{problem}");
+    }
+    assert_eq!(node.balance(&account).await["available"], 10, "nothing was charged");
 }
 
 /// A key is kept 24 hours: sent again after that, it is a new request and charges again, and the
@@ -260,14 +366,27 @@ enum Outcome {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_nothing_twice() {
+async fn sigkill_of_a_follower_under_load_loses_no_acknowledged_usage_and_charges_nothing_twice() {
+    sigkill_under_load(false).await;
+}
+
+/// The leader runs the other nodes' usages of the hot account: when it dies, what they had
+/// sent it runs on them (a usage it did charge replays), and they keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_the_leader_under_load_loses_no_acknowledged_usage_and_charges_nothing_twice() {
+    sigkill_under_load(true).await;
+}
+
+async fn sigkill_under_load(kill_leader: bool) {
     let Some(base) = postgres_or_skip() else { return };
     let mut cluster = Cluster::start(&base, NODES);
+    let leader = leader_of(&cluster).await;
     let account = cluster.nodes[0].create_account().await;
     let record = cluster.nodes[0].purchase(&account, 1_000_000, json!({"service": "any"})).await;
     let record_id = record["id"].as_str().unwrap().to_string();
     let targets = targets(&cluster);
-    const KILLED: usize = 2;
+    let victim = if kill_leader { leader } else { (leader + 1) % NODES };
+    let survivors: Vec<usize> = (0..NODES).filter(|&n| n != victim).collect();
 
     // 12 clients loop for 3 s, each request to the next node in turn, each with its own key.
     let killed = Arc::new(AtomicBool::new(false));
@@ -302,7 +421,15 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
     });
     let clients: Vec<_> = clients.collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.nodes[KILLED].kill();
+    let forwarded = |text: &str| metric(text, "credits_forwarded_usages{outcome=\"answered\"}");
+    if kill_leader {
+        // It dies while the others send it the account's usages.
+        for &n in &survivors {
+            let count = forwarded(&cluster.nodes[n].get("/metrics").await.text);
+            assert!(count > 0.0, "node {n} forwarded to the leader before it died");
+        }
+    }
+    cluster.nodes[victim].kill();
     killed.store(true, Ordering::SeqCst);
     let log: Vec<Sent> = join_all(clients).await.into_iter().flat_map(|j| j.unwrap()).collect();
 
@@ -318,7 +445,7 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
                 assert_eq!(answer.status, 201, "node {}: {answer:?}", sent.node);
                 assert_eq!(answer.json["credits"], 1, "{answer:?}");
                 assert!(
-                    !(sent.node == KILLED && sent.after_kill),
+                    !(sent.node == victim && sent.after_kill),
                     "the killed node cannot answer after its process exited: {answer:?}"
                 );
                 let id = answer.json["id"].as_str().unwrap().to_string();
@@ -330,7 +457,7 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
                 }
             }
             failure => {
-                assert_eq!(sent.node, KILLED, "only the killed node fails to answer");
+                assert_eq!(sent.node, victim, "only the killed node fails to answer");
                 match failure {
                     Outcome::ConnectFailed => refused += 1,
                     Outcome::Unanswered(error) => unanswered.push(error.as_str()),
@@ -351,16 +478,24 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
         maybe_committed.len(),
         unanswered.first()
     );
-    assert!(acked_before_kill[KILLED] > 0, "the killed node served load before it died");
+    assert!(acked_before_kill[victim] > 0, "the killed node served load before it died");
     assert!(refused + unanswered.len() > 0, "requests reached the killed node after it died");
-    for node in (0..NODES).filter(|&n| n != KILLED) {
+    for node in (0..NODES).filter(|&n| n != victim) {
         assert!(acked_after_kill[node] > 0, "node {node} kept answering after the kill");
     }
 
     // Every acknowledged usage is listed by a survivor; the only others are requests that were in
     // flight on the killed node, each at most once. A batch the killed node committed but had not
     // copied out of its journal yet is charged and not listed until a survivor copies it (below).
-    let survivor = &cluster.nodes[0];
+    for &n in &survivors {
+        let text = cluster.nodes[n].get("/metrics").await.text;
+        let ran_here = metric(&text, "credits_forwarded_usages{outcome=\"ran_here\"}");
+        println!(
+            "node {n}: {} usages answered by the leader, {ran_here} run here",
+            forwarded(&text)
+        );
+    }
+    let survivor = &cluster.nodes[survivors[0]];
     let listed = list_all(survivor, &format!("/v2/usage?accountId={account}")).await;
     let mut listed_by_key: HashMap<String, String> = HashMap::new(); // key -> usage id
     for usage in &listed {
@@ -408,7 +543,7 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
     // node left in its journal); the others are charged now; nothing is charged twice.
     let mut retried = HashMap::new(); // key -> usage id
     for sent in &maybe_committed {
-        let answer = targets[1].post("/v2/usage", &sent.body, Some(&sent.key)).await;
+        let answer = targets[survivors[1]].post("/v2/usage", &sent.body, Some(&sent.key)).await;
         assert_eq!(answer.status, 201, "{answer:?}");
         if let Some(id) = listed_by_key.get(&sent.key) {
             assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
@@ -416,7 +551,8 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
         }
         retried.insert(sent.key.clone(), answer.json["id"].as_str().unwrap().to_string());
     }
-    let listed = list_all(&cluster.nodes[1], &format!("/v2/usage?accountId={account}")).await;
+    let listed =
+        list_all(&cluster.nodes[survivors[1]], &format!("/v2/usage?accountId={account}")).await;
     for usage in &listed {
         if let Some(id) = retried.get(usage["metadata"]["key"].as_str().unwrap()) {
             assert_eq!(usage["id"], id.as_str(), "a retry is answered with the usage charged");
@@ -426,12 +562,15 @@ async fn sigkill_of_one_node_under_load_loses_no_acknowledged_usage_and_charges_
     let keys: HashSet<&str> =
         listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
     assert_eq!(keys.len(), listed.len(), "no idempotency key charged twice");
-    let record = cluster.nodes[1].credit(&record_id).await;
+    let record = cluster.nodes[survivors[1]].credit(&record_id).await;
     assert_eq!(num(&record, "used"), listed.len() as u64, "{record}");
     assert_eq!(listed.iter().map(|u| num(u, "credits")).sum::<u64>(), num(&record, "used"));
     assert_equation(&record);
-    let ledger =
-        list_all(&cluster.nodes[0], &format!("/v2/ledger?accountId={account}&type=usage")).await;
+    let ledger = list_all(
+        &cluster.nodes[survivors[0]],
+        &format!("/v2/ledger?accountId={account}&type=usage"),
+    )
+    .await;
     assert_eq!(ledger.iter().map(|e| num(e, "credits")).sum::<u64>(), num(&record, "used"));
 }
 

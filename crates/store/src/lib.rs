@@ -10,6 +10,7 @@
 mod backup;
 mod bulk;
 mod checkpoint;
+mod cluster;
 mod copier;
 mod db;
 mod faults;
@@ -31,6 +32,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::backup_sqlite;
+pub use cluster::{Leader, LeaderAddress, Leadership, LEADERSHIP_POLL};
 pub use faults::{ClockSource, Fault, Faults, Hooks};
 pub use read::{Reader, DELIVERY_LEASE};
 pub use types::*;
@@ -106,6 +108,8 @@ impl Drop for PgReaders {
 pub struct Store {
     writer: mpsc::Sender<Job>,
     readers: Readers,
+    /// PostgreSQL's connection settings, for [`Store::lead`].
+    pg: Option<Arc<postgres::Config>>,
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that the last commit is
@@ -168,11 +172,13 @@ impl Store {
             .connection_timeout(std::time::Duration::from_secs(3))
             .build(pg::Manager(config.clone()))?;
         let backend = writer::Backend::Pg {
-            config: Box::new(config),
+            config: Box::new(config.clone()),
             connection: Some(Box::new(connection)),
         };
         let readers = Readers::Pg(Arc::new(PgReaders(Some(readers))));
-        Store::start(backend, readers, render, Hooks::default(), None)
+        let (mut store, handle) = Store::start(backend, readers, render, Hooks::default(), None)?;
+        store.pg = Some(Arc::new(config));
+        Ok((store, handle))
     }
 
     fn start(
@@ -192,7 +198,7 @@ impl Store {
                 drop(stop);
             })
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok((Store { writer: sender, readers }, WriterHandle { writer, checkpointer }))
+        Ok((Store { writer: sender, readers, pg: None }, WriterHandle { writer, checkpointer }))
     }
 
     /// Opens (creating if needed) the database at `path`, runs migrations and starts the writer.
@@ -222,6 +228,16 @@ impl Store {
         let readers = r2d2::Pool::builder().max_size(8).min_idle(Some(2)).build(manager)?;
         let backend = writer::Backend::Sqlite { connection, restart };
         Store::start(backend, Readers::Sqlite(readers), render, hooks, Some((stop, checkpointer)))
+    }
+
+    /// On PostgreSQL, starts taking part in the nodes' leadership (see `cluster.rs`): campaigning
+    /// for it when `advertise` (the URL other nodes reach this one at) is given, and following
+    /// who holds it. `None` on SQLite, which has one node.
+    pub fn lead(&self, advertise: Option<String>) -> Result<Option<Leadership>, StoreError> {
+        match &self.pg {
+            Some(config) => Leadership::start((**config).clone(), advertise).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Executes one write and answers once it is durable.

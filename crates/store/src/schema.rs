@@ -376,6 +376,18 @@ END
 $$;
 "#,
     ),
+    // Where the node holding the leadership lock is reached (`cluster.rs`): other nodes forward
+    // hot accounts' usages there.
+    (
+        6,
+        r#"
+CREATE TABLE cluster_leader (
+    id BIGINT PRIMARY KEY,
+    url TEXT NOT NULL,
+    run_id TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// A SQLite migration in PostgreSQL's dialect: one schema, written once. Integers are `BIGINT`

@@ -31,6 +31,8 @@ pub fn generate_secret() -> String {
 /// Seals and opens signing secrets with one key.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// The key nodes sign their forwarded requests with (see [`SecretBox::node_key`]).
+    node_key: [u8; 32],
 }
 
 impl fmt::Debug for SecretBox {
@@ -41,7 +43,20 @@ impl fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn from_key(key: [u8; KEY_LEN]) -> SecretBox {
-        SecretBox { cipher: XChaCha20Poly1305::new(&Key::from(key)) }
+        use hmac::Mac as _;
+        // HMAC accepts a key of any length: this never fails.
+        let node_key = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+            .map(|mac| mac.chain_update(b"credits node-to-node forwarding v1"))
+            .map(|mac| mac.finalize().into_bytes().into())
+            .unwrap_or([0; 32]);
+        SecretBox { cipher: XChaCha20Poly1305::new(&Key::from(key)), node_key }
+    }
+
+    /// A key derived from this one (HMAC-SHA256 with a fixed label) that the nodes sharing the
+    /// key file sign their requests to one another with: no other secret to distribute, and
+    /// the sealing key itself never signs anything.
+    pub fn node_key(&self) -> [u8; 32] {
+        self.node_key
     }
 
     /// Reads the key at `path`, or creates it (32 random bytes, mode 0600) if there is none.

@@ -45,8 +45,9 @@ use crate::AppState;
 const HOT_FOR: Duration = Duration::from_secs(1);
 /// How many usages one forwarded request carries at most.
 const FORWARD_BATCH_MAX: usize = 256;
-/// Forwarded requests in flight at once: while the leader runs one, the next fills up.
-const SENDERS: usize = 1;
+/// Forwarded requests in flight at once, by default: while the leader runs one, the next fills
+/// up.
+pub const SENDERS: usize = 1;
 /// How long a forwarded request may take before its usages run here instead.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How old a forwarded request's signature may be.
@@ -77,15 +78,20 @@ struct Item {
 
 impl Forwarder {
     /// Starts the sender tasks on the current runtime.
-    pub fn start(leadership: Leadership, key: [u8; 32]) -> Result<Arc<Forwarder>, reqwest::Error> {
+    pub fn start(
+        leadership: Leadership,
+        key: [u8; 32],
+        senders: usize,
+    ) -> Result<Arc<Forwarder>, reqwest::Error> {
+        let senders = senders.max(1);
         let client = reqwest::Client::builder()
             .timeout(FORWARD_TIMEOUT)
             .connect_timeout(Duration::from_secs(1))
-            .pool_max_idle_per_host(SENDERS)
+            .pool_max_idle_per_host(senders)
             .build()?;
-        let (queue, receiver) = mpsc::channel(FORWARD_BATCH_MAX * SENDERS);
+        let (queue, receiver) = mpsc::channel(FORWARD_BATCH_MAX * senders);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        for _ in 0..SENDERS {
+        for _ in 0..senders {
             tokio::spawn(send_forever(receiver.clone(), client.clone(), leadership.clone(), key));
         }
         Ok(Arc::new(Forwarder { leadership, key, queue, heat: Mutex::default() }))

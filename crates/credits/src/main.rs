@@ -111,6 +111,9 @@ struct ServeArgs {
     /// never leads.
     #[arg(long, env = "CREDITS_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// Forwarded requests a node keeps in flight to the leader at once (tuning, see forward.rs).
+    #[arg(long, env = "CREDITS_FORWARD_SENDERS", default_value_t = credits_api::forward::SENDERS, hide = true)]
+    forward_senders: usize,
     /// Threads answering HTTP (default: one per CPU core).
     #[arg(long, env = "CREDITS_WORKER_THREADS", value_parser = clap::value_parser!(usize))]
     worker_threads: Option<usize>,
@@ -193,8 +196,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| address.ip().is_loopback().then(|| format!("http://{address}")));
     if let Some(leadership) = store.lead(advertise)? {
-        let forwarder = credits_api::forward::Forwarder::start(leadership, node_key)
-            .context("cannot build the forwarding client")?;
+        let forwarder =
+            credits_api::forward::Forwarder::start(leadership, node_key, args.forward_senders)
+                .context("cannot build the forwarding client")?;
         state = state.with_forwarder(forwarder);
     }
     let epoch_watch = tokio::spawn(auth_epoch_watch(store.clone(), state.keys.clone()));

@@ -1,8 +1,9 @@
 //! Goal: several `credits serve` nodes sharing one PostgreSQL database behave as one service:
 //! racing usages on different nodes never overspend, one idempotency key sent to two nodes at
 //! once charges once, a node killed with SIGKILL under load loses no acknowledged usage and
-//! charges nothing twice while the others keep serving, and nodes that start at the same instant
-//! on a fresh database migrate it safely.
+//! charges nothing twice while the others keep serving (the leader, which the others send a hot
+//! account's usages to, or another node), and nodes that start at the same instant on a fresh
+//! database migrate it safely.
 //!
 //! Method: black box over real HTTP against the real binary. Each test makes its own database
 //! (dropped at the end, also on panic) and starts three nodes on it, each with its own data dir

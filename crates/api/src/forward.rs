@@ -62,13 +62,58 @@ pub struct Forwarder {
     leadership: Leadership,
     key: [u8; 32],
     queue: mpsc::Sender<Item>,
-    /// Usages in flight here per account, and until when the account is hot.
-    heat: Mutex<HashMap<String, Heat>>,
+    hot: HotAccounts,
+}
+
+/// Usages in flight on this node per account, and until when each account is hot.
+#[derive(Default)]
+struct HotAccounts {
+    accounts: Mutex<HotMap>,
+}
+
+#[derive(Default)]
+struct HotMap {
+    accounts: HashMap<String, Heat>,
+    /// The map's size after its last purge: it is purged again when it has doubled.
+    purged_at: usize,
 }
 
 struct Heat {
     in_flight: u32,
     hot_until: Instant,
+}
+
+impl HotAccounts {
+    /// A usage of `account` begins: whether the account is hot (another of its usages is in
+    /// flight, or was within [`HOT_FOR`]).
+    fn enter(&self, account: &str, now: Instant) -> bool {
+        let mut map = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.accounts.len() >= 1024 && map.accounts.len() >= 2 * map.purged_at {
+            // Accounts that cooled down with nothing in flight: amortized, one pass per doubling.
+            map.accounts.retain(|_, heat| heat.in_flight > 0 || heat.hot_until > now);
+            map.purged_at = map.accounts.len();
+        }
+        let heat = map
+            .accounts
+            .entry(account.to_string())
+            .or_insert(Heat { in_flight: 0, hot_until: now });
+        heat.in_flight += 1;
+        if heat.in_flight > 1 {
+            heat.hot_until = now + HOT_FOR;
+        }
+        heat.hot_until > now
+    }
+
+    /// A usage of `account` ended.
+    fn leave(&self, account: &str, now: Instant) {
+        let mut map = self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(heat) = map.accounts.get_mut(account) {
+            heat.in_flight = heat.in_flight.saturating_sub(1);
+            if heat.in_flight == 0 && heat.hot_until <= now {
+                map.accounts.remove(account);
+            }
+        }
+    }
 }
 
 struct Item {
@@ -94,7 +139,7 @@ impl Forwarder {
         for _ in 0..senders {
             tokio::spawn(send_forever(receiver.clone(), client.clone(), leadership.clone(), key));
         }
-        Ok(Arc::new(Forwarder { leadership, key, queue, heat: Mutex::default() }))
+        Ok(Arc::new(Forwarder { leadership, key, queue, hot: HotAccounts::default() }))
     }
 
     /// Runs a write: a hot account's usage at the leader when another node leads, anything else
@@ -127,38 +172,20 @@ impl Forwarder {
 
     /// Counts a usage of `account` in flight until the guard drops; whether the account is hot.
     fn enter(&self, account: &str) -> HeatGuard<'_> {
-        let now = Instant::now();
-        let mut heat = self.heat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry =
-            heat.entry(account.to_string()).or_insert(Heat { in_flight: 0, hot_until: now });
-        entry.in_flight += 1;
-        if entry.in_flight > 1 {
-            entry.hot_until = now + HOT_FOR;
-        }
-        let hot = entry.hot_until > now;
-        HeatGuard { forwarder: self, account: account.to_string(), hot }
-    }
-
-    fn leave(&self, account: &str) {
-        let mut heat = self.heat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(entry) = heat.get_mut(account) {
-            entry.in_flight = entry.in_flight.saturating_sub(1);
-            if entry.in_flight == 0 && entry.hot_until <= Instant::now() {
-                heat.remove(account);
-            }
-        }
+        let hot = self.hot.enter(account, Instant::now());
+        HeatGuard { hot_accounts: &self.hot, account: account.to_string(), hot }
     }
 }
 
 struct HeatGuard<'f> {
-    forwarder: &'f Forwarder,
+    hot_accounts: &'f HotAccounts,
     account: String,
     hot: bool,
 }
 
 impl Drop for HeatGuard<'_> {
     fn drop(&mut self) {
-        self.forwarder.leave(&self.account);
+        self.hot_accounts.leave(&self.account, Instant::now());
     }
 }
 
@@ -437,6 +464,40 @@ mod tests {
         let old = now - SIGNATURE_AGE_MAX.as_secs() - 1;
         assert!(!verified(&key, &signed(&key, old, b"{}"), b"{}"), "too old");
         assert!(!verified(&key, &HeaderMap::new(), b"{}"), "unsigned");
+    }
+
+    #[test]
+    fn an_account_is_hot_while_two_of_its_usages_overlap_and_for_a_while_after() {
+        let hot = HotAccounts::default();
+        let t0 = Instant::now();
+        assert!(!hot.enter("a", t0), "one usage alone");
+        assert!(hot.enter("a", t0), "a second one while the first is in flight");
+        assert!(!hot.enter("b", t0), "another account is not");
+        hot.leave("a", t0);
+        hot.leave("a", t0);
+        assert!(hot.enter("a", t0 + HOT_FOR / 2), "still hot a moment after");
+        hot.leave("a", t0 + HOT_FOR / 2);
+        assert!(!hot.enter("a", t0 + HOT_FOR * 2), "cold once the heat has passed");
+    }
+
+    #[test]
+    fn accounts_that_cooled_down_are_forgotten() {
+        let hot = HotAccounts::default();
+        let t0 = Instant::now();
+        // 10,000 accounts, each hot once (two usages overlapping), then left alone.
+        for i in 0..10_000 {
+            let account = format!("acc_{i}");
+            hot.enter(&account, t0);
+            hot.enter(&account, t0);
+            hot.leave(&account, t0);
+            hot.leave(&account, t0);
+        }
+        let later = t0 + HOT_FOR * 2;
+        for i in 0..10_000 {
+            hot.enter(&format!("new_{i}"), later);
+        }
+        let kept = hot.accounts.lock().unwrap().accounts.len();
+        assert!(kept < 15_000, "{kept} accounts kept: the cooled ones were not purged");
     }
 
     #[test]

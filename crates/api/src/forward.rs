@@ -50,6 +50,10 @@ const FORWARD_BATCH_MAX: usize = 256;
 pub const SENDERS: usize = 1;
 /// How long a forwarded request may take before its usages run here instead.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node runs hot usages itself after a forwarded request to the leader failed (no
+/// connection, a timeout, no answer): a leader it cannot reach must not cost every hot usage a
+/// timeout. A new leader is tried at once.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// How old a forwarded request's signature may be.
 const SIGNATURE_AGE_MAX: Duration = Duration::from_secs(60);
 /// The internal path a leader receives forwarded usages at.
@@ -63,6 +67,8 @@ pub struct Forwarder {
     key: [u8; 32],
     queue: mpsc::Sender<Item>,
     hot: HotAccounts,
+    /// The leader (its run id) that failed last, and until when it is not sent to.
+    paused: Arc<Mutex<Option<(String, Instant)>>>,
 }
 
 /// Usages in flight on this node per account, and until when each account is hot.
@@ -136,10 +142,17 @@ impl Forwarder {
             .build()?;
         let (queue, receiver) = mpsc::channel(FORWARD_BATCH_MAX * senders);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let paused = Arc::new(Mutex::new(None));
         for _ in 0..senders {
-            tokio::spawn(send_forever(receiver.clone(), client.clone(), leadership.clone(), key));
+            let sender = Sender {
+                client: client.clone(),
+                leadership: leadership.clone(),
+                key,
+                paused: paused.clone(),
+            };
+            tokio::spawn(send_forever(receiver.clone(), sender));
         }
-        Ok(Arc::new(Forwarder { leadership, key, queue, hot: HotAccounts::default() }))
+        Ok(Arc::new(Forwarder { leadership, key, queue, hot: HotAccounts::default(), paused }))
     }
 
     /// Runs a write: a hot account's usage at the leader when another node leads, anything else
@@ -154,8 +167,11 @@ impl Forwarder {
             _ => return store.write(request).await,
         };
         let heat = self.enter(&account);
-        let leads_elsewhere = self.leadership.current().other.is_some();
-        if !(heat.hot && leads_elsewhere) {
+        let reachable = self.leadership.current().other.is_some_and(|leader| {
+            let paused = self.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            !paused.as_ref().is_some_and(|(id, until)| *id == leader.id && Instant::now() < *until)
+        });
+        if !(heat.hot && reachable) {
             return store.write(request).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -189,14 +205,17 @@ impl Drop for HeatGuard<'_> {
     }
 }
 
-/// One sender: takes everything queued (up to [`FORWARD_BATCH_MAX`]), sends it to the leader,
-/// answers each usage with the leader's answer or `None` (run it here).
-async fn send_forever(
-    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
+/// What each sender task holds.
+struct Sender {
     client: reqwest::Client,
     leadership: Leadership,
     key: [u8; 32],
-) {
+    paused: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+/// One sender: takes everything queued (up to [`FORWARD_BATCH_MAX`]), sends it to the leader,
+/// answers each usage with the leader's answer or `None` (run it here).
+async fn send_forever(receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>, sender: Sender) {
     loop {
         let items = {
             let mut receiver = receiver.lock().await;
@@ -211,11 +230,21 @@ async fn send_forever(
             items
         };
         metrics::histogram!("credits_forward_batch_usages").record(items.len() as f64);
-        let answers = match leadership.current().other {
-            Some(leader) => send(&client, &leader, &key, &items).await.unwrap_or_else(|error| {
-                tracing::debug!(%error, url = %leader.url, "forwarding failed; running here");
-                Vec::new()
-            }),
+        let answers = match sender.leadership.current().other {
+            Some(leader) => {
+                match send(&sender.client, &leader, &sender.key, &items).await {
+                    Ok(answers) => answers,
+                    Err(error) => {
+                        // At most once per pause: the usages run here meanwhile.
+                        tracing::warn!(%error, url = %leader.url, "could not forward to the leader; \
+                            running hot usages here for {PAUSE_AFTER_FAILURE:?}");
+                        let until = Instant::now() + PAUSE_AFTER_FAILURE;
+                        *sender.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some((leader.id, until));
+                        Vec::new()
+                    }
+                }
+            }
             None => Vec::new(),
         };
         let mut answers = answers.into_iter();

@@ -212,6 +212,47 @@ async fn a_hot_accounts_usages_sent_to_every_node_run_at_the_leader_once_each() 
     assert_eq!(usage_entries.map(|e| num(e, "credits")).sum::<u64>(), sent);
 }
 
+/// A leader the others cannot reach (here: it advertises a port nobody listens on) costs them
+/// one failed attempt, after which they run hot usages themselves for a while instead of trying
+/// it for every batch; every usage is answered and charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_leader_is_not_tried_for_every_batch() {
+    let Some(base) = postgres_or_skip() else { return };
+    let mut cluster = Cluster::start(&base, 0);
+    let key_file = cluster.webhook_key_file();
+    let key_file = key_file.to_str().unwrap();
+    let url = cluster.database.url.clone();
+    let unreachable =
+        [("CREDITS_WEBHOOK_KEY_FILE", key_file), ("CREDITS_ADVERTISE_URL", "http://127.0.0.1:1")];
+    cluster.nodes.push(common::launch_node(&url, &unreachable).listening());
+    assert_eq!(leader_of(&cluster).await, 0, "the first node leads");
+    cluster
+        .nodes
+        .push(common::launch_node(&url, &[("CREDITS_WEBHOOK_KEY_FILE", key_file)]).listening());
+    assert_eq!(leader_of(&cluster).await, 0, "and keeps leading");
+
+    let follower = &cluster.nodes[1];
+    let account = follower.create_account().await;
+    follower.purchase(&account, 1_000, json!({"service": "any"})).await;
+    let target = Target::of(follower);
+    for _ in 0..10 {
+        let tasks = (0..20).map(|_| {
+            let (target, k, body) = (target.clone(), key("cold"), usage(&account, 1));
+            tokio::spawn(async move { target.post("/v2/usage", &body, Some(&k)).await })
+        });
+        for answer in join_all(tasks).await {
+            let answer = answer.unwrap();
+            assert_eq!(answer.status, 201, "{answer:?}");
+        }
+    }
+    assert_eq!(follower.balance(&account).await["available"], 1_000 - 200);
+    let text = follower.get("/metrics").await.text;
+    let attempts = metric(&text, "credits_forward_batch_usages_count");
+    let ran_here = metric(&text, "credits_forwarded_usages{outcome=\"ran_here\"}");
+    assert!(ran_here > 0.0, "hot usages were meant for the leader and ran here: {ran_here}");
+    assert!((1.0..=3.0).contains(&attempts), "{attempts} forwarded batches: one, then a pause");
+}
+
 /// Only a node of the cluster may forward: a request to the internal path that is not signed
 /// with the key the nodes share is refused, and nothing is charged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,7 +21,7 @@ use crate::StoreError;
 const LEADER_LOCK: u32 = 0x6c65_6164;
 
 /// How often a node tries to lead, or reads who leads.
-pub const LEADERSHIP_POLL: Duration = Duration::from_millis(500);
+const LEADERSHIP_POLL: Duration = Duration::from_millis(500);
 
 /// Who leads, as this node last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

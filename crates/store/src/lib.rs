@@ -32,7 +32,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::backup_sqlite;
-pub use cluster::{Leader, LeaderAddress, Leadership, LEADERSHIP_POLL};
+pub use cluster::{Leader, LeaderAddress, Leadership};
 pub use faults::{ClockSource, Fault, Faults, Hooks};
 pub use read::{Reader, DELIVERY_LEASE};
 pub use types::*;

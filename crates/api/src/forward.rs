@@ -5,9 +5,10 @@
 //! is taken once per batch by one node, instead of by each node in turn with smaller batches and
 //! a wait for the lock in between (3 nodes on one account were slower than 1).
 //! Method: a usage is hot when this node has another usage of the same account in flight, and
-//! for [`HOT_FOR`] after. Hot usages queue here; a few sender tasks each take everything queued
-//! and send it to the leader in one signed `POST /internal/forward`, which the leader hands to
-//! its store as one job and answers with every stored answer. Anything else (the leader gone or
+//! for [`HOT_FOR`] after (counted only while another node leads). Hot usages queue here; sender
+//! tasks ([`SENDERS`] by default) each take everything queued and send it to the leader in one
+//! signed `POST /internal/forward`, which the leader hands to its store as one job and answers
+//! with every stored answer. Anything else (the leader gone or
 //! changed, a timeout, an answer that is not one) runs the usages here, as if they had never
 //! been sent: a usage always has an idempotency key, so one the leader did run replays its
 //! stored answer instead of charging twice. Usages of accounts that are not hot (the spread
@@ -65,10 +66,11 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Forwarder {
     leadership: Leadership,
     key: [u8; 32],
+    client: reqwest::Client,
     queue: mpsc::Sender<Item>,
     hot: HotAccounts,
     /// The leader (its run id) that failed last, and until when it is not sent to.
-    paused: Arc<Mutex<Option<(String, Instant)>>>,
+    paused: Mutex<Option<(String, Instant)>>,
 }
 
 /// Usages in flight on this node per account, and until when each account is hot.
@@ -99,10 +101,10 @@ impl HotAccounts {
             map.accounts.retain(|_, heat| heat.in_flight > 0 || heat.hot_until > now);
             map.purged_at = map.accounts.len();
         }
-        let heat = map
-            .accounts
-            .entry(account.to_string())
-            .or_insert(Heat { in_flight: 0, hot_until: now });
+        if !map.accounts.contains_key(account) {
+            map.accounts.insert(account.to_string(), Heat { in_flight: 0, hot_until: now });
+        }
+        let Some(heat) = map.accounts.get_mut(account) else { return false };
         heat.in_flight += 1;
         if heat.in_flight > 1 {
             heat.hot_until = now + HOT_FOR;
@@ -122,9 +124,11 @@ impl HotAccounts {
     }
 }
 
+/// A usage queued for the leader, and where its answer goes: the leader's stored answer, or the
+/// request itself back, to run here.
 struct Item {
     request: WriteRequest,
-    reply: oneshot::Sender<Option<Executed>>,
+    reply: oneshot::Sender<Result<Executed, WriteRequest>>,
 }
 
 impl Forwarder {
@@ -141,18 +145,19 @@ impl Forwarder {
             .pool_max_idle_per_host(senders)
             .build()?;
         let (queue, receiver) = mpsc::channel(FORWARD_BATCH_MAX * senders);
+        let forwarder = Arc::new(Forwarder {
+            leadership,
+            key,
+            client,
+            queue,
+            hot: HotAccounts::default(),
+            paused: Mutex::new(None),
+        });
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        let paused = Arc::new(Mutex::new(None));
         for _ in 0..senders {
-            let sender = Sender {
-                client: client.clone(),
-                leadership: leadership.clone(),
-                key,
-                paused: paused.clone(),
-            };
-            tokio::spawn(send_forever(receiver.clone(), sender));
+            tokio::spawn(send_forever(receiver.clone(), forwarder.clone()));
         }
-        Ok(Arc::new(Forwarder { leadership, key, queue, hot: HotAccounts::default(), paused }))
+        Ok(forwarder)
     }
 
     /// Runs a write: a hot account's usage at the leader when another node leads, anything else
@@ -163,40 +168,57 @@ impl Forwarder {
         request: WriteRequest,
     ) -> Result<Executed, StoreError> {
         let account = match (&request.command, &request.idempotency) {
-            (Command::RecordUsage(new), Some(_)) => new.account_id.clone(),
+            (Command::RecordUsage(new), Some(_)) if self.leader_reachable() => {
+                new.account_id.clone()
+            }
+            // The leader itself, and every node while no leader can be sent to, take the
+            // store's path with nothing counted.
             _ => return store.write(request).await,
         };
-        let heat = self.enter(&account);
-        let reachable = self.leadership.current().other.is_some_and(|leader| {
-            let paused = self.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            !paused.as_ref().is_some_and(|(id, until)| *id == leader.id && Instant::now() < *until)
-        });
-        if !(heat.hot && reachable) {
+        let heat = HeatGuard::enter(&self.hot, account);
+        if !heat.hot {
             return store.write(request).await;
         }
         let (reply, answer) = oneshot::channel();
-        let kept = request.clone();
-        if self.queue.send(Item { request, reply }).await.is_ok() {
-            if let Ok(Some(executed)) = answer.await {
-                metrics::counter!("credits_forwarded_usages", "outcome" => "answered").increment(1);
-                return Ok(executed);
-            }
-        }
+        let request = match self.queue.send(Item { request, reply }).await {
+            Ok(()) => match answer.await {
+                Ok(Ok(executed)) => {
+                    metrics::counter!("credits_forwarded_usages", "outcome" => "answered")
+                        .increment(1);
+                    return Ok(executed);
+                }
+                Ok(Err(request)) => request,
+                // The sender task dropped the usage unanswered (it panicked): nothing to run.
+                Err(_) => return Err(StoreError::Unavailable("forwarding stopped".into())),
+            },
+            Err(mpsc::error::SendError(item)) => item.request,
+        };
         metrics::counter!("credits_forwarded_usages", "outcome" => "ran_here").increment(1);
-        store.write(kept).await
+        store.write(request).await
     }
 
-    /// Counts a usage of `account` in flight until the guard drops; whether the account is hot.
-    fn enter(&self, account: &str) -> HeatGuard<'_> {
-        let hot = self.hot.enter(account, Instant::now());
-        HeatGuard { hot_accounts: &self.hot, account: account.to_string(), hot }
+    /// Whether another node leads and was not found unreachable within [`PAUSE_AFTER_FAILURE`].
+    fn leader_reachable(&self) -> bool {
+        self.leadership.current().other.as_ref().is_some_and(|leader| {
+            let paused = self.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            !paused.as_ref().is_some_and(|(id, until)| *id == leader.id && Instant::now() < *until)
+        })
     }
 }
 
-struct HeatGuard<'f> {
-    hot_accounts: &'f HotAccounts,
+/// A usage of an account counted in flight, until it drops.
+struct HeatGuard<'h> {
+    hot_accounts: &'h HotAccounts,
     account: String,
+    /// Whether the account was hot when the usage began.
     hot: bool,
+}
+
+impl<'h> HeatGuard<'h> {
+    fn enter(hot_accounts: &'h HotAccounts, account: String) -> HeatGuard<'h> {
+        let hot = hot_accounts.enter(&account, Instant::now());
+        HeatGuard { hot_accounts, account, hot }
+    }
 }
 
 impl Drop for HeatGuard<'_> {
@@ -205,17 +227,12 @@ impl Drop for HeatGuard<'_> {
     }
 }
 
-/// What each sender task holds.
-struct Sender {
-    client: reqwest::Client,
-    leadership: Leadership,
-    key: [u8; 32],
-    paused: Arc<Mutex<Option<(String, Instant)>>>,
-}
-
 /// One sender: takes everything queued (up to [`FORWARD_BATCH_MAX`]), sends it to the leader,
-/// answers each usage with the leader's answer or `None` (run it here).
-async fn send_forever(receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>, sender: Sender) {
+/// answers each usage with the leader's answer or gives it back (run it here).
+async fn send_forever(
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
+    forwarder: Arc<Forwarder>,
+) {
     loop {
         let items = {
             let mut receiver = receiver.lock().await;
@@ -230,26 +247,24 @@ async fn send_forever(receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>, s
             items
         };
         metrics::histogram!("credits_forward_batch_usages").record(items.len() as f64);
-        let answers = match sender.leadership.current().other {
-            Some(leader) => {
-                match send(&sender.client, &leader, &sender.key, &items).await {
-                    Ok(answers) => answers,
-                    Err(error) => {
-                        // At most once per pause: the usages run here meanwhile.
-                        tracing::warn!(%error, url = %leader.url, "could not forward to the leader; \
-                            running hot usages here for {PAUSE_AFTER_FAILURE:?}");
-                        let until = Instant::now() + PAUSE_AFTER_FAILURE;
-                        *sender.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some((leader.id, until));
-                        Vec::new()
-                    }
+        let answers = match &forwarder.leadership.current().other {
+            Some(leader) => match send(&forwarder.client, leader, &forwarder.key, &items).await {
+                Ok(answers) => answers,
+                Err(error) => {
+                    // At most once per pause: the usages run here meanwhile.
+                    tracing::warn!(%error, url = %leader.url, "could not forward to the leader; \
+                        running hot usages here for {PAUSE_AFTER_FAILURE:?}");
+                    let until = Instant::now() + PAUSE_AFTER_FAILURE;
+                    *forwarder.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((leader.id.clone(), until));
+                    Vec::new()
                 }
-            }
+            },
             None => Vec::new(),
         };
         let mut answers = answers.into_iter();
         for item in items {
-            let _ = item.reply.send(answers.next().flatten());
+            let _ = item.reply.send(answers.next().flatten().ok_or(item.request));
         }
     }
 }

@@ -41,14 +41,15 @@ pub struct LeaderAddress {
 /// The leadership as seen by this node, kept fresh by its `credits-leader` thread.
 #[derive(Clone)]
 pub struct Leadership {
-    seen: Arc<RwLock<Leader>>,
+    seen: Arc<RwLock<Arc<Leader>>>,
     /// This node's run id, which a forwarded request must name.
     id: Arc<str>,
 }
 
 impl Leadership {
-    pub fn current(&self) -> Leader {
-        self.seen.read().map(|leader| leader.clone()).unwrap_or_default()
+    /// Read on every hot usage: a shared handle, not a copy of its strings.
+    pub fn current(&self) -> Arc<Leader> {
+        self.seen.read().map(|leader| Arc::clone(&leader)).unwrap_or_default()
     }
 
     /// This run's id: random, so that a request meant for another run (an address reused by a
@@ -75,7 +76,12 @@ impl Leadership {
     }
 }
 
-fn campaign(config: &postgres::Config, advertise: Option<&str>, id: &str, seen: &RwLock<Leader>) {
+fn campaign(
+    config: &postgres::Config,
+    advertise: Option<&str>,
+    id: &str,
+    seen: &RwLock<Arc<Leader>>,
+) {
     let mut connection: Option<postgres::Client> = None;
     let mut leading = false;
     loop {
@@ -107,14 +113,14 @@ fn campaign(config: &postgres::Config, advertise: Option<&str>, id: &str, seen: 
     }
 }
 
-fn publish(seen: &RwLock<Leader>, leader: Leader) {
+fn publish(seen: &RwLock<Arc<Leader>>, leader: Leader) {
     if let Ok(mut current) = seen.write() {
-        if *current != leader {
+        if **current != leader {
             tracing::info!(me = leader.me, other = ?leader.other, "leadership changed");
             metrics::gauge!("credits_cluster_leader").set(if leader.me { 1.0 } else { 0.0 });
             let known = leader.me || leader.other.is_some();
             metrics::gauge!("credits_cluster_leader_known").set(if known { 1.0 } else { 0.0 });
-            *current = leader;
+            *current = Arc::new(leader);
         }
     }
 }

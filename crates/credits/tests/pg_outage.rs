@@ -9,9 +9,18 @@
 //! connection and closes each new one at once, as a database that went away would; restoring it
 //! forwards connections again. The test's client gives up after 10 s, so a hang fails the test.
 //!
+//! A second test makes the network fail silently instead, as a partition or a database host
+//! that lost power does: every packet between the node and the proxy is dropped (`tc`, on the
+//! proxy's port of the loopback device), so no connection is closed and nothing answers. The
+//! node must find that out by itself (TCP keepalive and a limit on unacknowledged data) and
+//! answer 503 within seconds rather than wait for the kernel's retransmissions (a quarter of an
+//! hour), then heal when packets flow again.
+//!
 //! Needs PostgreSQL: `CREDITS_TEST_DATABASE_URL`, else the local server at
 //! `postgres://postgres@127.0.0.1:5432/test` if it accepts connections; else the test says
-//! "skipped: no PostgreSQL" and passes.
+//! "skipped: no PostgreSQL" and passes. The partition test also needs `tc` and the right to
+//! change the loopback device's queueing (root): without them it says "skipped", unless
+//! `CREDITS_TEST_REQUIRE_TC` is set (CI sets it), when it fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -109,6 +118,77 @@ impl Drop for Proxy {
     }
 }
 
+/// Packets to and from one port of the loopback device lost while it lives, as a network that
+/// fails silently loses them: the sender's kernel takes each packet and it never arrives. With
+/// `tc`: an HTB root whose unclassified traffic goes out directly (unshaped), and a class at 8
+/// bits per second, which `u32` filters send that port's packets to. The class's first packet
+/// leaves at once and puts it a minute in debt, so [`Partition::start`] spends it on a packet of
+/// its own; every later one waits in the queue, and is discarded with it at the end. (A queue
+/// that dropped packets instead would tell the sender's kernel, which then gives up on its
+/// connections within seconds, as it would not when a real network fails.)
+struct Partition;
+
+impl Partition {
+    /// `None` when `tc` is missing or not allowed to change the loopback device.
+    async fn start(port: u16) -> Option<Partition> {
+        // A root left by a run that was killed (this test's own, so an HTB with handle 1:).
+        if tc(&["qdisc", "show", "dev", "lo"]).is_ok_and(|shown| shown.contains("htb 1:")) {
+            let _ = tc(&["qdisc", "del", "dev", "lo", "root"]);
+        }
+        let port_text = port.to_string();
+        let steps: [&[&str]; 5] = [
+            &["qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "direct_qlen", "10000"],
+            &[
+                "class", "add", "dev", "lo", "parent", "1:", "classid", "1:2", "htb", "rate",
+                "8bit", "ceil", "8bit", "burst", "1b", "cburst", "1b",
+            ],
+            &[
+                "qdisc", "add", "dev", "lo", "parent", "1:2", "handle", "2:", "pfifo", "limit",
+                "100000",
+            ],
+            &[
+                "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dport", &port_text, "0xffff", "flowid", "1:2",
+            ],
+            &[
+                "filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "sport", &port_text, "0xffff", "flowid", "1:2",
+            ],
+        ];
+        for (i, step) in steps.iter().enumerate() {
+            if let Err(error) = tc(step) {
+                println!("tc {}: {error}", step.join(" "));
+                if i > 0 {
+                    drop(Partition);
+                }
+                return None;
+            }
+        }
+        // The class's one free packet: a connection attempt whose answer then waits a minute.
+        let spend = TcpStream::connect(("127.0.0.1", port));
+        let _ = tokio::time::timeout(Duration::from_millis(300), spend).await;
+        Some(Partition)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        if let Err(error) = tc(&["qdisc", "del", "dev", "lo", "root"]) {
+            println!("tc qdisc del dev lo root: {error}");
+        }
+    }
+}
+
+/// Runs `tc` with `args`: its standard output, or what went wrong.
+fn tc(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new("tc").args(args).output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
 fn usage(account: &str, key: &str) -> String {
     json!({"accountId": account, "service": "smartcheck", "quantity": 1,
            "metadata": {"key": key}})
@@ -140,7 +220,9 @@ async fn readyz(target: &Target) -> Result<Answer, String> {
 
 /// 503 problem+json with code `unavailable`.
 fn assert_unavailable(answer: &Result<Answer, String>, what: &str) {
-    let answer = answer.as_ref().unwrap_or_else(|e| panic!("{what}: no answer within 10 s: {e}"));
+    let answer = answer
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{what}: no answer before the client gave up: {e}"));
     assert_eq!(answer.status, 503, "{what}: {answer:?}");
     assert_eq!(answer.header("content-type"), Some("application/problem+json"), "{what}");
     assert_eq!(answer.code(), "unavailable", "{what}: {answer:?}");
@@ -234,4 +316,105 @@ async fn a_lost_database_gives_fast_503s_and_the_node_heals_when_it_returns() {
     let record = app.credit(&record_id).await;
     assert_eq!(num(&record, "used"), acknowledged.len() as u64, "{record}");
     assert_equation(&record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_partition_gives_503s_within_seconds_and_the_node_heals_after_it() {
+    let Some(base) = cluster::base_url() else {
+        println!("skipped: no PostgreSQL");
+        return;
+    };
+    let database = cluster::TestDatabase::create(&base);
+    let proxy = Proxy::start(database.server()).await;
+    let app = common::spawn_node(&database.url_via("127.0.0.1", proxy.port), &[]).await;
+    // Longer than the node may take to notice (below), so that a hang fails the test.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+    let target = Target { client, address: app.address.clone() };
+
+    let account = app.create_account().await;
+    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
+    let record_id = record["id"].as_str().unwrap().to_string();
+    let mut acknowledged = HashSet::new();
+    for _ in 0..10 {
+        let answer = post_usage(&target, &account, &key("before")).await.unwrap();
+        assert_eq!(answer.status, 201, "{answer:?}");
+        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
+    }
+
+    // Packets between the node and the database stop; no connection is closed.
+    let Some(partition) = Partition::start(proxy.port).await else {
+        assert!(
+            std::env::var_os("CREDITS_TEST_REQUIRE_TC").is_none(),
+            "tc could not drop the proxy's packets (see above), and CREDITS_TEST_REQUIRE_TC is set"
+        );
+        println!("skipped: tc cannot change the loopback device here");
+        proxy.cut().await;
+        return;
+    };
+    let started = Instant::now();
+    let mut refused_keys = Vec::new();
+    for attempt in 0..2 {
+        let k = key("partition");
+        let sent = Instant::now();
+        let answer = post_usage(&target, &account, &k).await;
+        println!(
+            "usage {attempt} during the partition answered in {:?}: {:?}",
+            sent.elapsed(),
+            answer.as_ref().map(|a| a.json["detail"].clone())
+        );
+        assert_unavailable(&answer, &format!("usage {attempt} during the partition"));
+        refused_keys.push(k);
+    }
+    let sent = Instant::now();
+    let ready = readyz(&target).await;
+    println!("/readyz during the partition answered in {:?}", sent.elapsed());
+    assert_unavailable(&ready, "/readyz during the partition");
+    println!("partition checks took {:?}", started.elapsed());
+
+    // Packets flow again: the same process heals by itself.
+    drop(partition);
+    let healed_at = Instant::now();
+    let deadline = healed_at + Duration::from_secs(30);
+    let retried = key("retried");
+    let healed = loop {
+        let answer = post_usage(&target, &account, &retried).await;
+        match &answer {
+            Ok(answer) if answer.status == 201 => break answer.json.clone(),
+            Ok(answer) if answer.status == 503 => {}
+            _ => panic!("a usage after the partition: {answer:?}"),
+        }
+        assert!(Instant::now() < deadline, "usage answers 201 within 30 s of the partition's end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("usage answered 201 {:?} after the partition ended", healed_at.elapsed());
+    acknowledged.insert(healed["id"].as_str().unwrap().to_string());
+    loop {
+        let ready = readyz(&target).await;
+        match &ready {
+            Ok(ready) if ready.status == 200 => break,
+            Ok(ready) if ready.status == 503 => {}
+            _ => panic!("/readyz after the partition: {ready:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz answers 200 within 30 s of the partition's end"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Nothing acknowledged is lost; the usages refused never reached the database.
+    let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
+    let listed_ids: HashSet<String> =
+        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed_ids, acknowledged, "the usage list is exactly what was acknowledged");
+    let listed_keys: HashSet<&str> =
+        listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
+    for k in &refused_keys {
+        assert!(!listed_keys.contains(k.as_str()), "usage {k} answered 503 was not charged");
+    }
+    let record = app.credit(&record_id).await;
+    assert_eq!(num(&record, "used"), acknowledged.len() as u64, "{record}");
+    assert_equation(&record);
+    // The proxy's connections to the database are still open: close them before it is dropped.
+    proxy.cut().await;
 }

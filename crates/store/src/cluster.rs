@@ -89,7 +89,7 @@ fn campaign(
             Some(client) => client,
             None => {
                 leading = false;
-                match config.connect(postgres::NoTls) {
+                match crate::pg::client(config) {
                     Ok(client) => connection.insert(client),
                     Err(error) => {
                         tracing::debug!(%error, "leadership: no connection");

@@ -137,6 +137,57 @@ async fn six_hundred_usages_racing_over_three_nodes_spend_exactly_the_two_hundre
     assert!(ran >= 600.0, "600 usages ran, the nodes' batches counted {ran}");
 }
 
+/// Batches over many accounts: each node locks all the accounts of a batch in one statement
+/// and reads their state after the locks; racing over three nodes, every account still spends
+/// exactly what it has, each usage once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usages_racing_over_twelve_accounts_and_three_nodes_spend_exactly_each_accounts_credits() {
+    const ACCOUNTS: usize = 12;
+    const FIT: u64 = 30;
+    const TRIES: usize = 50;
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, NODES);
+    let nodes = &cluster.nodes;
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        let account = nodes[0].create_account().await;
+        let record = nodes[0].purchase(&account, FIT, json!({"service": "smartcheck"})).await;
+        accounts.push((account, record["id"].as_str().unwrap().to_string()));
+    }
+
+    // Usage i charges account i mod 12 through node (i / 12) mod 3: every account is charged
+    // through every node, and every node's batches hold many accounts.
+    let targets = targets(&cluster);
+    let barrier = Arc::new(Barrier::new(ACCOUNTS * TRIES));
+    let tasks = (0..ACCOUNTS * TRIES).map(|i| {
+        let target = targets[(i / ACCOUNTS) % NODES].clone();
+        let barrier = barrier.clone();
+        let (k, body) = (key("spread"), usage(&accounts[i % ACCOUNTS].0, 1));
+        tokio::spawn(async move {
+            barrier.wait().await;
+            (i % ACCOUNTS, target.post("/v2/usage", &body, Some(&k)).await)
+        })
+    });
+    let answers: Vec<(usize, Answer)> =
+        join_all(tasks).await.into_iter().map(|joined| joined.unwrap()).collect();
+
+    for (index, (account, record_id)) in accounts.iter().enumerate() {
+        let answered: Vec<&Answer> =
+            answers.iter().filter(|(a, _)| *a == index).map(|(_, answer)| answer).collect();
+        assert_eq!(answered.len(), TRIES);
+        let ids = assert_exactly_fit(&answered, record_id, FIT);
+        let record = nodes[index % NODES].credit(record_id).await;
+        assert_eq!(num(&record, "used"), FIT, "{record}");
+        assert_eq!(num(&record, "remaining"), 0, "{record}");
+        assert_equation(&record);
+        let listed =
+            list_all(&nodes[(index + 1) % NODES], &format!("/v2/usage?accountId={account}")).await;
+        let listed_ids: HashSet<String> =
+            listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(listed_ids, ids, "the usage list is exactly what was acknowledged");
+    }
+}
+
 /// The node that leads, once every node knows who does (within a few polls of starting).
 async fn leader_of(cluster: &Cluster) -> usize {
     let deadline = Instant::now() + Duration::from_secs(15);

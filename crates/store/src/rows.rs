@@ -552,12 +552,16 @@ pub(crate) fn account_state(
     Ok(account_state_of(account_id, credits.as_deref(), holds.as_deref(), budgets.as_deref())?)
 }
 
-/// PostgreSQL: the select of [`account_state`], its account id being `account` (a placeholder,
-/// or the parameter of [`account_state_function`]).
+/// PostgreSQL: the select of [`account_state`], its account id being `account` (a placeholder).
 fn account_state_select(account: &str) -> String {
+    format!("SELECT {}", account_state_columns(account))
+}
+
+/// The three JSON columns of an account's state (open records, held reservations, budgets),
+/// its id being the expression `account`.
+fn account_state_columns(account: &str) -> String {
     format!(
-        "SELECT \
-         (SELECT json_agg(json_build_array({CREDIT_COLUMNS})) FROM credits \
+        "(SELECT json_agg(json_build_array({CREDIT_COLUMNS})) FROM credits \
           WHERE account_id = {account} AND open = 1)::text, \
          (SELECT json_agg(json_build_array({RESERVATION_COLUMNS})) FROM reservations \
           WHERE account_id = {account} AND status = 'held')::text, \
@@ -580,25 +584,31 @@ pub(crate) fn account_state_of(
     Ok((book, budgets))
 }
 
-/// PostgreSQL: the name and the `CREATE OR REPLACE` of a function that reads
-/// [`account_state_select`] for its argument, so that a batch's lock statement brings the state
-/// of the account it locked (`Writer::lock_row`) in the same round trip. A statement reads with
-/// the snapshot it started with, taken before it waited for the lock; a volatile PL/pgSQL
-/// function takes a fresh snapshot for each query it runs, so the state is read after the lock
-/// is granted and shows what the lock's previous holder committed. The name carries a hash of
-/// the body: nodes of two versions (a rolling upgrade) each call their own.
+/// PostgreSQL: the name and the `CREATE OR REPLACE` of a function that reads the state
+/// ([`account_state_select`]) of each account in its array argument, one row per account
+/// (`o_account`, then the three JSON columns), so that a batch's lock statement brings the state
+/// of the accounts it locked in the same round trip (`Writer::lock_rows`). A statement reads with
+/// the snapshot it started with, taken before it waited for the locks; a volatile PL/pgSQL
+/// function takes a fresh snapshot for each query it runs, so the state is read after the locks
+/// are granted and shows what their previous holders committed. It is one query for all the
+/// accounts (a batch over many accounts pays one function call and one executor start, not
+/// three queries an account). The name carries a hash of the body: nodes of two versions (a
+/// rolling upgrade) each call their own.
 pub(crate) fn account_state_function() -> &'static (String, String) {
     static FUNCTION: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     FUNCTION.get_or_init(|| {
         use sha2::Digest;
-        let select = account_state_select("p_account");
+        let select = format!(
+            "SELECT a.id, {} FROM unnest(p_accounts) AS a(id)",
+            account_state_columns("a.id")
+        );
         let hash = sha2::Sha256::digest(select.as_bytes());
-        let name: String = std::iter::once("credits_account_state_".to_string())
+        let name: String = std::iter::once("credits_account_states_".to_string())
             .chain(hash.iter().take(6).map(|b| format!("{b:02x}")))
             .collect();
         let create = format!(
-            "CREATE OR REPLACE FUNCTION {name}(p_account TEXT) \
-             RETURNS TABLE (o_credits TEXT, o_holds TEXT, o_budgets TEXT) \
+            "CREATE OR REPLACE FUNCTION {name}(p_accounts TEXT[]) \
+             RETURNS TABLE (o_account TEXT, o_credits TEXT, o_holds TEXT, o_budgets TEXT) \
              LANGUAGE plpgsql VOLATILE AS $state$ BEGIN RETURN QUERY {select}; END $state$"
         );
         (name, create)

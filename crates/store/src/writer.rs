@@ -103,50 +103,66 @@ impl Writer {
         connection: &Conn<'_>,
         account_id: &str,
     ) -> Result<(), StoreError> {
-        // A missing account is "locked" too: nothing can be written to it.
-        self.lock_row(connection, account_id, true, false).map(|_| ())
+        self.lock_rows(connection, &[account_id], true, &[]).map(|_| ())
     }
 
-    /// Locks the account's row, waiting for it or not; the row comes with its lock, and the
-    /// account's first reader in the batch takes it; with `state` (an account the batch's
-    /// usages charge), its state comes too, for the first usage on it. Whether a row was locked
-    /// (or held already).
-    fn lock_row(
+    /// Locks the rows of those `accounts` this transaction has not locked yet, in one statement
+    /// (one round trip, however many accounts a batch names), in id order as bytes (the order
+    /// every batch locks in, so that two nodes' batches never wait on each other in a cycle):
+    /// waiting for each, or, without `wait`, skipping those another transaction holds. Each row
+    /// comes with its lock, for the account's first reader in the batch; the accounts in
+    /// `charged` (those the batch's usages charge) bring their state too, read by a function
+    /// that runs after the account's lock is granted, with a snapshot of its own (see
+    /// `rows::account_state_function`). The catalog's epoch comes along, as of the statement's
+    /// start (as the catalog was read before locks were: a change racing with a batch may land
+    /// after it). A missing account is "locked" too when waited for: nothing can be written to
+    /// it. Returns the accounts not locked: skipped, or missing, without `wait`.
+    fn lock_rows(
         &mut self,
         connection: &Conn<'_>,
-        account_id: &str,
+        accounts: &[&str],
         wait: bool,
-        state: bool,
-    ) -> Result<bool, StoreError> {
-        if !self.shared || self.locked.contains(account_id) {
-            return Ok(true);
+        charged: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut wanted: Vec<&str> =
+            accounts.iter().copied().filter(|a| self.shared && !self.locked.contains(*a)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(std::collections::HashSet::new());
         }
-        // The catalog's epoch comes along, as of the statement's start (as the catalog was read
-        // before locks were: a change racing with a batch may land after it). The account's
-        // state comes along too, read by a function that runs after the lock is granted and
-        // with a snapshot of its own (see `rows::account_state_function`): one round trip less
-        // while the lock is held.
+        let mut charged: Vec<&str> =
+            charged.iter().copied().filter(|a| wanted.binary_search(a).is_ok()).collect();
+        charged.sort_unstable();
+        charged.dedup();
         let lock = format!(
             "SELECT {}, (SELECT n FROM catalog_epoch WHERE id = 1) AS catalog_epoch \
-             FROM accounts WHERE id = ?1 FOR UPDATE OF accounts{}",
+             FROM accounts WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(?1::text::jsonb))) \
+             ORDER BY id COLLATE \"C\" FOR UPDATE OF accounts{}",
             rows::ACCOUNT_COLUMNS,
             if wait { "" } else { " SKIP LOCKED" },
         );
-        let sql = if state {
+        // The function's argument reads the whole of `l`, so it runs once every lock is taken.
+        let sql = if charged.is_empty() {
+            lock
+        } else {
             format!(
-                "WITH l AS MATERIALIZED ({lock}) SELECT l.*, s.o_credits, s.o_holds, s.o_budgets \
-                 FROM l CROSS JOIN LATERAL {}(l.id) AS s",
+                "WITH l AS MATERIALIZED ({lock}) \
+                 SELECT l.*, s.o_credits, s.o_holds, s.o_budgets FROM l LEFT JOIN {}(ARRAY( \
+                     SELECT id FROM l \
+                     WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(?2::text::jsonb))))) \
+                 AS s ON s.o_account = l.id",
                 rows::account_state_function().0
             )
-        } else {
-            lock
         };
+        let ids = serde_json::Value::from(wanted.clone()).to_string();
+        let charged_ids = serde_json::Value::from(charged.clone()).to_string();
         let epoch_column = rows::ACCOUNT_COLUMNS.split(',').count();
-        let found = crate::read::find_one(connection, &sql, account_id, |row| {
-            let (seq, account) = rows::account_from_row(row)?;
-            let read_state = if state {
+        let map = |row: &crate::db::Row<'_>| {
+            let (_, account) = rows::account_from_row(row)?;
+            let state = if charged.binary_search(&account.id.as_str()).is_ok() {
                 Some(rows::account_state_of(
-                    account_id,
+                    &account.id,
                     row.get::<Option<String>>(epoch_column + 1)?.as_deref(),
                     row.get::<Option<String>>(epoch_column + 2)?.as_deref(),
                     row.get::<Option<String>>(epoch_column + 3)?.as_deref(),
@@ -154,23 +170,30 @@ impl Writer {
             } else {
                 None
             };
-            Ok((seq, (account, row.get::<Option<i64>>(epoch_column)?, read_state)))
-        })?;
-        let account = found.map(|(account, epoch, read_state)| {
+            Ok((account, row.get::<Option<i64>>(epoch_column)?, state))
+        };
+        let mut statement = connection.prepare_cached(&sql)?;
+        let found = if charged.is_empty() {
+            statement.query_map(params![ids], map)?
+        } else {
+            statement.query_map(params![ids, charged_ids], map)?
+        };
+        let mut refused: std::collections::HashSet<String> =
+            wanted.iter().map(|a| a.to_string()).collect();
+        for row in found {
+            let (account, epoch, state) = row?;
             self.seen_epoch = self.seen_epoch.or(epoch);
-            if let Some(read_state) = read_state {
-                self.locked_state.insert(account_id.to_string(), read_state);
+            refused.remove(&account.id);
+            self.locked.insert(account.id.clone());
+            if let Some(state) = state {
+                self.locked_state.insert(account.id.clone(), state);
             }
-            account
-        });
-        if wait || account.is_some() {
-            self.locked.insert(account_id.to_string());
+            self.locked_rows.insert(account.id.clone(), account);
         }
-        let locked = account.is_some();
-        if let Some(account) = account {
-            self.locked_rows.insert(account_id.to_string(), account);
+        if wait {
+            self.locked.extend(refused.drain());
         }
-        Ok(locked)
+        Ok(refused)
     }
 
     /// The account, locked (see [`Writer::lock`]).
@@ -380,26 +403,33 @@ fn join_late(
     late: &mut Late<'_>,
 ) -> Result<(), StoreError> {
     let mut count: usize = jobs.iter().map(|job| job.requests.len()).sum();
-    let mut joined = Vec::new();
+    let mut arrived = Vec::new();
     while count < COMMIT_BATCH_SIZE_MAX {
         let Ok(job) = late.receiver.try_recv() else { break };
-        let mut accounts: Vec<&str> =
-            job.requests.iter().filter_map(|r| account_of(&r.command)).collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let charged = charged_accounts(std::slice::from_ref(&job));
-        let mut all = true;
-        for account in accounts {
-            if !writer.lock_row(connection, account, false, charged.contains(account))? {
-                all = false;
-                break;
+        count += job.requests.len();
+        arrived.push(job);
+    }
+    let mut joined = Vec::new();
+    if !arrived.is_empty() {
+        // One statement for all of them, waiting for none.
+        let accounts: Vec<&str> = arrived
+            .iter()
+            .flat_map(|job| &job.requests)
+            .filter_map(|r| account_of(&r.command))
+            .collect();
+        let charged: Vec<&str> = charged_accounts(&arrived).into_iter().collect();
+        let refused = writer.lock_rows(connection, &accounts, false, &charged)?;
+        for job in arrived {
+            let all = job
+                .requests
+                .iter()
+                .filter_map(|r| account_of(&r.command))
+                .all(|account| !refused.contains(account));
+            if all {
+                joined.push(job);
+            } else {
+                late.deferred.push(job);
             }
-        }
-        if all {
-            count += job.requests.len();
-            joined.push(job);
-        } else {
-            late.deferred.push(job);
         }
     }
     // Their keys are taken as new without reading them, which would cost the locked batch a
@@ -505,10 +535,8 @@ fn batch_execute(
         let waited = std::time::Instant::now();
         // The state comes with the lock only for accounts a usage charges: other commands
         // read what they need themselves.
-        let charged = charged_accounts(jobs);
-        for account in accounts {
-            writer.lock_row(connection, account, true, charged.contains(account))?;
-        }
+        let charged: Vec<&str> = charged_accounts(jobs).into_iter().collect();
+        writer.lock_rows(connection, &accounts, true, &charged)?;
         metrics::histogram!("credits_writer_lock_seconds").record(waited.elapsed().as_secs_f64());
         // Other nodes write too: the endpoints and services this writer holds are read again
         // when the catalog's epoch moved since (rarely: almost every batch keeps them).

@@ -228,193 +228,164 @@ fn assert_unavailable(answer: &Result<Answer, String>, what: &str) {
     assert_eq!(answer.code(), "unavailable", "{what}: {answer:?}");
 }
 
+/// A node on its own database, reached through a [`Proxy`], with one funded account and the
+/// usages acknowledged so far. Fields drop in order: the node, then the proxy, then the
+/// database, which outlives both.
+struct Outage {
+    app: common::TestApp,
+    target: Target,
+    proxy: Proxy,
+    account: String,
+    record_id: String,
+    acknowledged: HashSet<String>,
+    /// Usages answered 503, by key.
+    refused: Vec<String>,
+    _database: cluster::TestDatabase,
+}
+
+impl Outage {
+    /// `None` without PostgreSQL. The test's client gives up after `patience`: a hang fails.
+    async fn start(patience: Duration) -> Option<Outage> {
+        let Some(base) = cluster::base_url() else {
+            println!("skipped: no PostgreSQL");
+            return None;
+        };
+        let database = cluster::TestDatabase::create(&base);
+        let proxy = Proxy::start(database.server()).await;
+        let app = common::spawn_node(&database.url_via("127.0.0.1", proxy.port), &[]).await;
+        let client = reqwest::Client::builder().timeout(patience).build().unwrap();
+        let target = Target { client, address: app.address.clone() };
+        let account = app.create_account().await;
+        let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
+        let record_id = record["id"].as_str().unwrap().to_string();
+        let mut outage = Outage {
+            app,
+            target,
+            proxy,
+            account,
+            record_id,
+            acknowledged: HashSet::new(),
+            refused: Vec::new(),
+            _database: database,
+        };
+        outage.charge(10, "before").await;
+        Some(outage)
+    }
+
+    /// `count` usages, each answered 201.
+    async fn charge(&mut self, count: usize, label: &str) {
+        for _ in 0..count {
+            let answer = post_usage(&self.target, &self.account, &key(label)).await.unwrap();
+            assert_eq!(answer.status, 201, "{answer:?}");
+            self.acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
+        }
+    }
+
+    /// `count` usages and then `/readyz`, each answered 503 problem+json `unavailable`.
+    async fn refused(&mut self, count: usize, during: &str) {
+        let started = Instant::now();
+        for attempt in 0..count {
+            let k = key(during);
+            let sent = Instant::now();
+            let answer = post_usage(&self.target, &self.account, &k).await;
+            println!("usage {attempt} during the {during} answered in {:?}", sent.elapsed());
+            assert_unavailable(&answer, &format!("usage {attempt} during the {during}"));
+            self.refused.push(k);
+        }
+        let sent = Instant::now();
+        let ready = readyz(&self.target).await;
+        println!("/readyz during the {during} answered in {:?}", sent.elapsed());
+        assert_unavailable(&ready, &format!("/readyz during the {during}"));
+        println!("{during} checks took {:?}", started.elapsed());
+    }
+
+    /// Once the database can be reached again, the same process serves a usage (a client
+    /// retrying one key) and `/readyz` 200 within `within`.
+    async fn heals(&mut self, within: Duration, after: &str) {
+        let healed_at = Instant::now();
+        let deadline = healed_at + within;
+        let retried = key("retried");
+        let healed = loop {
+            let answer = post_usage(&self.target, &self.account, &retried).await;
+            match &answer {
+                Ok(answer) if answer.status == 201 => break answer.json.clone(),
+                Ok(answer) if answer.status == 503 => {}
+                _ => panic!("a usage after the {after}: {answer:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "usage answers 201 within {within:?} of the {after}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        println!("usage answered 201 {:?} after the {after}", healed_at.elapsed());
+        self.acknowledged.insert(healed["id"].as_str().unwrap().to_string());
+        loop {
+            let ready = readyz(&self.target).await;
+            match &ready {
+                Ok(ready) if ready.status == 200 => break,
+                Ok(ready) if ready.status == 503 => {}
+                _ => panic!("/readyz after the {after}: {ready:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz answers 200 within {within:?} of the {after}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("/readyz answered 200 {:?} after the {after}", healed_at.elapsed());
+    }
+
+    /// Nothing acknowledged is lost; nothing refused with 503 was charged.
+    async fn nothing_lost_nothing_refused_charged(&self) {
+        let listed = list_all(&self.app, &format!("/v2/usage?accountId={}", self.account)).await;
+        let listed_ids: HashSet<String> =
+            listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(
+            listed_ids, self.acknowledged,
+            "the usage list is exactly what was acknowledged"
+        );
+        let listed_keys: HashSet<&str> =
+            listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
+        for k in &self.refused {
+            assert!(!listed_keys.contains(k.as_str()), "usage {k} answered 503 was not charged");
+        }
+        let record = self.app.credit(&self.record_id).await;
+        assert_eq!(num(&record, "used"), self.acknowledged.len() as u64, "{record}");
+        assert_equation(&record);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_database_gives_fast_503s_and_the_node_heals_when_it_returns() {
-    let Some(base) = cluster::base_url() else {
-        println!("skipped: no PostgreSQL");
-        return;
-    };
-    // Declared first, dropped last: the database outlives the proxy and the node.
-    let database = cluster::TestDatabase::create(&base);
-    let proxy = Proxy::start(database.server()).await;
-    let app = common::spawn_node(&database.url_via("127.0.0.1", proxy.port), &[]).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let target = Target { client, address: app.address.clone() };
-
-    let account = app.create_account().await;
-    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
-    let record_id = record["id"].as_str().unwrap().to_string();
-    let mut acknowledged = HashSet::new();
-    for _ in 0..20 {
-        let answer = post_usage(&target, &account, &key("before")).await.unwrap();
-        assert_eq!(answer.status, 201, "{answer:?}");
-        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
-    }
-
-    // The database goes away.
-    proxy.cut().await;
-    let cut_at = Instant::now();
-    let mut refused_keys = Vec::new();
-    for attempt in 0..3 {
-        let k = key("outage");
-        let sent = Instant::now();
-        let answer = post_usage(&target, &account, &k).await;
-        println!("usage {attempt} during the outage answered in {:?}", sent.elapsed());
-        assert_unavailable(&answer, &format!("usage {attempt} during the outage"));
-        refused_keys.push(k);
-    }
-    let sent = Instant::now();
-    let ready = readyz(&target).await;
-    println!("/readyz during the outage answered in {:?}", sent.elapsed());
-    assert_unavailable(&ready, "/readyz during the outage");
-    println!("outage checks took {:?}", cut_at.elapsed());
-
-    // The database returns: the same process heals within 15 s; a client retries one key.
-    proxy.restore();
-    let restored_at = Instant::now();
-    let deadline = restored_at + Duration::from_secs(15);
-    let retried = key("retried");
-    let healed = loop {
-        let answer = post_usage(&target, &account, &retried).await;
-        match &answer {
-            Ok(answer) if answer.status == 201 => break answer.json.clone(),
-            Ok(answer) if answer.status == 503 => {}
-            _ => panic!("a usage after the database returned: {answer:?}"),
-        }
-        assert!(Instant::now() < deadline, "usage answers 201 within 15 s of the return");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    println!("usage answered 201 {:?} after the database returned", restored_at.elapsed());
-    acknowledged.insert(healed["id"].as_str().unwrap().to_string());
-    loop {
-        let ready = readyz(&target).await;
-        match &ready {
-            Ok(ready) if ready.status == 200 => break,
-            Ok(ready) if ready.status == 503 => {}
-            _ => panic!("/readyz after the database returned: {ready:?}"),
-        }
-        assert!(Instant::now() < deadline, "/readyz answers 200 within 15 s of the return");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("/readyz answered 200 {:?} after the database returned", restored_at.elapsed());
-    for _ in 0..5 {
-        let answer = post_usage(&target, &account, &key("after")).await.unwrap();
-        assert_eq!(answer.status, 201, "{answer:?}");
-        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
-    }
-
-    // Nothing acknowledged is lost; nothing refused with 503 was charged.
-    let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
-    let listed_ids: HashSet<String> =
-        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(listed_ids, acknowledged, "the usage list is exactly what was acknowledged");
-    let listed_keys: HashSet<&str> =
-        listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
-    for k in &refused_keys {
-        assert!(!listed_keys.contains(k.as_str()), "usage {k} answered 503 was not charged");
-    }
-    let record = app.credit(&record_id).await;
-    assert_eq!(num(&record, "used"), acknowledged.len() as u64, "{record}");
-    assert_equation(&record);
+    let Some(mut outage) = Outage::start(Duration::from_secs(10)).await else { return };
+    outage.proxy.cut().await;
+    outage.refused(3, "outage").await;
+    outage.proxy.restore();
+    outage.heals(Duration::from_secs(15), "database returned").await;
+    outage.charge(5, "after").await;
+    outage.nothing_lost_nothing_refused_charged().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_partition_gives_503s_within_seconds_and_the_node_heals_after_it() {
-    let Some(base) = cluster::base_url() else {
-        println!("skipped: no PostgreSQL");
-        return;
-    };
-    let database = cluster::TestDatabase::create(&base);
-    let proxy = Proxy::start(database.server()).await;
-    let app = common::spawn_node(&database.url_via("127.0.0.1", proxy.port), &[]).await;
-    // Longer than the node may take to notice (below), so that a hang fails the test.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
-    let target = Target { client, address: app.address.clone() };
-
-    let account = app.create_account().await;
-    let record = app.purchase(&account, 1000, json!({"service": "smartcheck"})).await;
-    let record_id = record["id"].as_str().unwrap().to_string();
-    let mut acknowledged = HashSet::new();
-    for _ in 0..10 {
-        let answer = post_usage(&target, &account, &key("before")).await.unwrap();
-        assert_eq!(answer.status, 201, "{answer:?}");
-        acknowledged.insert(answer.json["id"].as_str().unwrap().to_string());
-    }
-
+    // The client waits longer than the node may take to notice (10 s), so a hang fails.
+    let Some(mut outage) = Outage::start(Duration::from_secs(40)).await else { return };
     // Packets between the node and the database stop; no connection is closed.
-    let Some(partition) = Partition::start(proxy.port).await else {
+    let Some(partition) = Partition::start(outage.proxy.port).await else {
         assert!(
             std::env::var_os("CREDITS_TEST_REQUIRE_TC").is_none(),
             "tc could not drop the proxy's packets (see above), and CREDITS_TEST_REQUIRE_TC is set"
         );
         println!("skipped: tc cannot change the loopback device here");
-        proxy.cut().await;
+        outage.proxy.cut().await;
         return;
     };
-    let started = Instant::now();
-    let mut refused_keys = Vec::new();
-    for attempt in 0..2 {
-        let k = key("partition");
-        let sent = Instant::now();
-        let answer = post_usage(&target, &account, &k).await;
-        println!(
-            "usage {attempt} during the partition answered in {:?}: {:?}",
-            sent.elapsed(),
-            answer.as_ref().map(|a| a.json["detail"].clone())
-        );
-        assert_unavailable(&answer, &format!("usage {attempt} during the partition"));
-        refused_keys.push(k);
-    }
-    let sent = Instant::now();
-    let ready = readyz(&target).await;
-    println!("/readyz during the partition answered in {:?}", sent.elapsed());
-    assert_unavailable(&ready, "/readyz during the partition");
-    println!("partition checks took {:?}", started.elapsed());
-
+    outage.refused(2, "partition").await;
     // Packets flow again: the same process heals by itself.
     drop(partition);
-    let healed_at = Instant::now();
-    let deadline = healed_at + Duration::from_secs(30);
-    let retried = key("retried");
-    let healed = loop {
-        let answer = post_usage(&target, &account, &retried).await;
-        match &answer {
-            Ok(answer) if answer.status == 201 => break answer.json.clone(),
-            Ok(answer) if answer.status == 503 => {}
-            _ => panic!("a usage after the partition: {answer:?}"),
-        }
-        assert!(Instant::now() < deadline, "usage answers 201 within 30 s of the partition's end");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    println!("usage answered 201 {:?} after the partition ended", healed_at.elapsed());
-    acknowledged.insert(healed["id"].as_str().unwrap().to_string());
-    loop {
-        let ready = readyz(&target).await;
-        match &ready {
-            Ok(ready) if ready.status == 200 => break,
-            Ok(ready) if ready.status == 503 => {}
-            _ => panic!("/readyz after the partition: {ready:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz answers 200 within 30 s of the partition's end"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // Nothing acknowledged is lost; the usages refused never reached the database.
-    let listed = list_all(&app, &format!("/v2/usage?accountId={account}")).await;
-    let listed_ids: HashSet<String> =
-        listed.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(listed_ids, acknowledged, "the usage list is exactly what was acknowledged");
-    let listed_keys: HashSet<&str> =
-        listed.iter().map(|u| u["metadata"]["key"].as_str().unwrap()).collect();
-    for k in &refused_keys {
-        assert!(!listed_keys.contains(k.as_str()), "usage {k} answered 503 was not charged");
-    }
-    let record = app.credit(&record_id).await;
-    assert_eq!(num(&record, "used"), acknowledged.len() as u64, "{record}");
-    assert_equation(&record);
+    outage.heals(Duration::from_secs(30), "partition ended").await;
+    outage.nothing_lost_nothing_refused_charged().await;
     // The proxy's connections to the database are still open: close them before it is dropped.
-    proxy.cut().await;
+    outage.proxy.cut().await;
 }

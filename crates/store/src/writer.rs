@@ -155,8 +155,8 @@ impl Writer {
                 rows::account_state_function().0
             )
         };
-        let ids = serde_json::Value::from(wanted.clone()).to_string();
-        let charged_ids = serde_json::Value::from(charged.clone()).to_string();
+        let ids = serde_json::json!(wanted).to_string();
+        let charged_ids = serde_json::json!(charged).to_string();
         let epoch_column = rows::ACCOUNT_COLUMNS.split(',').count();
         let map = |row: &crate::db::Row<'_>| {
             let (_, account) = rows::account_from_row(row)?;

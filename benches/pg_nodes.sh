@@ -5,13 +5,13 @@
 # something.
 # Method: build the release binaries; wait (up to MAX_WAIT s) until the 1-min load average is
 # below MAX_LOAD; copy shared/bench to /tmp/bench-pg and run `pg/run_pg.sh SECS "cte txn" on
-# "CONNS"` (it cannot select HOT alone, so it also runs SPREAD; it creates its own role/db
-# bench/ledger_bench); then credits-bench --scenarios hot on a fresh database of DATABASE_URL's
-# server with 1 node and with NODES nodes; print a table of hot throughput and the ratios
-# credits / baseline. Writes only /tmp/bench-pg and the cargo target dir; the credits databases
+# "CONNS"` (HOT, every client on one credit row, and SPREAD over 10,000; it creates its own
+# role/db bench/ledger_bench); then credits-bench --scenarios hot,spread on a fresh database of
+# DATABASE_URL's server with 1 node and with NODES nodes; print a table of throughput for each
+# of the two loads and the ratios credits / baseline. Writes only /tmp/bench-pg and the cargo target dir; the credits databases
 # are created and dropped by credits-bench.
 #
-# Usage: benches/pg_nodes.sh         (about 4 minutes with the defaults)
+# Usage: benches/pg_nodes.sh         (about 6 minutes with the defaults)
 # Env:   SECS=15 CONNS=64 NODES=3 ACCOUNTS=10000 DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
 #        MAX_LOAD=1.0 MAX_WAIT=60 SHARED=/work/shared/bench
 set -euo pipefail
@@ -44,10 +44,10 @@ rm -f "$work"/results/*.txt          # the script appends; keep only this run's 
 (cd "$work" && pg/run_pg.sh "$SECS" "cte txn" on "$CONNS")
 
 bench() {  # bench NODES: credits-bench hot on a fresh PostgreSQL database with NODES nodes
-  section "credits-bench: PostgreSQL, $1 node(s), hot, $CONNS connections, $SECS s"
+  section "credits-bench: PostgreSQL, $1 node(s), hot and spread, $CONNS connections, $SECS s"
   local status=0
   target/release/credits-bench --bin target/release/credits --database-url "$DATABASE_URL" \
-    --nodes "$1" --scenarios hot -c "$CONNS" -d "$SECS" --accounts "$ACCOUNTS" \
+    --nodes "$1" --scenarios hot,spread -c "$CONNS" -d "$SECS" --accounts "$ACCOUNTS" \
     --out "$work/results/credits_pg_$1node.md" || status=$?
   [ "$status" = 0 ] || echo "credits-bench with $1 node(s) exited $status"
 }
@@ -59,44 +59,45 @@ python3 - "$work/results" "$CONNS" "$NODES" <<'EOF'
 import re, sys
 results, conns, nodes = sys.argv[1], sys.argv[2], sys.argv[3]
 
-def baseline(variant):
+def baseline(variant, mode):
     try:
         text = open(f"{results}/pg_sc_on.txt").read()
     except OSError:
         return None
     for line in text.splitlines():
-        if f"variant={variant} mode=hot clients={conns} " in line:
+        if f"variant={variant} mode={mode} clients={conns} " in line:
             field = lambda name: re.search(rf"\b{name}=(\S+)", line).group(1)
             return float(field("median_tps")), f"{field('p50_ms')}/{field('p99_ms')}", field("check")
     return None
 
-def credits(n):
+def credits(n, scenario):
     try:
         text = open(f"{results}/credits_pg_{n}node.md").read()
     except OSError:
         return None
-    row = next((l for l in text.splitlines() if l.startswith("| hot |")), None)
+    row = next((l for l in text.splitlines() if l.startswith(f"| {scenario} |")), None)
     if row is None:
         return None
     cells = [c.strip() for c in row.strip("|").split("|")]
     check = "OK" if "Balance check: OK" in text else "MISMATCH"
     return float(cells[3].replace(",", "")), f"{cells[5]}/{cells[6]}", check, cells[8]
 
-rows = [(f"PostgreSQL one-statement debit (cte), {conns} clients", baseline("cte")),
-        (f"PostgreSQL BEGIN/UPDATE/INSERT/COMMIT (txn), {conns} clients", baseline("txn"))]
-ones = [(f"credits on PostgreSQL, 1 node, {conns} connections", credits(1)),
-        (f"credits on PostgreSQL, {nodes} nodes, {conns} connections", credits(nodes))]
-cte, txn = rows[0][1], rows[1][1]
 ratio = lambda a, b: f"{a[0] / b[0]:.2f}x" if a and b and b[0] else "-"
-print(f"| hot account | per second | p50/p99 ms | check | errors | / cte | / txn |")
-print("|---|---:|---|---|---|---:|---:|")
-for name, r in rows:
-    print(f"| {name} | {r[0]:,.0f} | {r[1]} | {r[2]} | - | | |" if r else f"| {name} | missing | | | | | |")
-for name, r in ones:
-    if r:
-        print(f"| {name} | {r[0]:,.0f} | {r[1]} | {r[2]} | {r[3]} | {ratio(r, cte)} | {ratio(r, txn)} |")
-    else:
-        print(f"| {name} | missing (see above) | | | | | |")
+for mode, title in (("hot", "hot account"), ("spread", "spread over many accounts")):
+    rows = [(f"PostgreSQL one-statement debit (cte), {conns} clients", baseline("cte", mode)),
+            (f"PostgreSQL BEGIN/UPDATE/INSERT/COMMIT (txn), {conns} clients", baseline("txn", mode))]
+    ones = [(f"credits on PostgreSQL, 1 node, {conns} connections", credits(1, mode)),
+            (f"credits on PostgreSQL, {nodes} nodes, {conns} connections", credits(nodes, mode))]
+    cte, txn = rows[0][1], rows[1][1]
+    print(f"\n| {title} | per second | p50/p99 ms | check | errors | / cte | / txn |")
+    print("|---|---:|---|---|---|---:|---:|")
+    for name, r in rows:
+        print(f"| {name} | {r[0]:,.0f} | {r[1]} | {r[2]} | - | | |" if r else f"| {name} | missing | | | | | |")
+    for name, r in ones:
+        if r:
+            print(f"| {name} | {r[0]:,.0f} | {r[1]} | {r[2]} | {r[3]} | {ratio(r, cte)} | {ratio(r, txn)} |")
+        else:
+            print(f"| {name} | missing (see above) | | | | | |")
 print("\nBaseline: median per-second TPS of pgbench; credits: mean requests/s over the measured window.")
 EOF
 echo

@@ -2,8 +2,9 @@
 //! racing usages on different nodes never overspend, one idempotency key sent to two nodes at
 //! once charges once, a node killed with SIGKILL under load loses no acknowledged usage and
 //! charges nothing twice while the others keep serving (the leader, which the others send a hot
-//! account's usages to, or another node), and nodes that start at the same instant on a fresh
-//! database migrate it safely.
+//! account's usages to, or another node), nodes that start at the same instant on a fresh
+//! database migrate it safely, and each node's copier moves its usage journal into the usage
+//! and ledger tables by itself.
 //!
 //! Method: black box over real HTTP against the real binary. Each test makes its own database
 //! (dropped at the end, also on panic) and starts three nodes on it, each with its own data dir
@@ -986,6 +987,39 @@ async fn a_replay_of_usage_left_in_the_journal_is_answered_and_the_usage_listed_
     assert_eq!(left, ["0"], "the journal rows are gone with their copy");
     let record = &node.get(&format!("/v2/credits?accountId={account}")).await.json["data"][0];
     assert_eq!(record["used"], 6, "the replay charged nothing: {record}");
+}
+
+/// A node's copier moves its own batches' usage journal into `usage` and `ledger` by itself,
+/// gathering the batches of a few milliseconds into one copy: with no read of usage or the
+/// ledger to copy them first, the journal is empty well within the 5 s after which another
+/// node's sweep would take rows over, and every usage is in `usage` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nodes_copier_empties_its_usage_journal_by_itself_within_a_second() {
+    let Some(base) = postgres_or_skip() else { return };
+    let cluster = Cluster::start(&base, 1);
+    let node = &cluster.nodes[0];
+    let account = node.create_account().await;
+    node.purchase(&account, 1_000, json!({})).await;
+    let target = Target::of(node);
+    let (body, keys): (String, Vec<String>) =
+        (usage(&account, 1), (0..40).map(|_| key("c")).collect());
+    let answers =
+        join_all(keys.iter().map(|k| target.post("/v2/usage", &body, Some(k.as_str())))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    let url = &cluster.database.url;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let journal_left = || cluster::query_texts(url, "SELECT count(*) FROM usage_journal");
+    while journal_left() != ["0"] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(journal_left(), ["0"], "the copier left the journal within a second");
+    let copied = cluster::query_texts(
+        url,
+        &format!("SELECT count(DISTINCT id) FROM usage WHERE account_id = '{account}'"),
+    );
+    assert_eq!(copied, ["40"], "each answered usage copied once");
 }
 
 /// A usage is answered once it is on disk and copied into the usage list afterwards (see

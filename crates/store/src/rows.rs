@@ -602,14 +602,23 @@ pub(crate) fn account_state_function() -> &'static (String, String) {
             "SELECT a.id, {} FROM unnest(p_accounts) AS a(id)",
             account_state_columns("a.id")
         );
-        let hash = sha2::Sha256::digest(select.as_bytes());
+        // The query's plan is the same whatever the accounts, but PostgreSQL's plan cache
+        // estimates the argument's array at one element when it knows it and at many when it
+        // does not, so it found every custom plan cheaper than the generic one and planned the
+        // query anew in each call: an eighth of the leader's locked round trip. The generic plan is
+        // kept until the writer discards its connection's plans (`writer::PLANS_KEPT`), so that a
+        // plan made while the tables were small does not scan them whole once they have grown, on
+        // a server that never analyzes them (an `ANALYZE` discards it too).
+        let settings = "SET plan_cache_mode = force_generic_plan";
+        let hash = sha2::Sha256::digest(format!("{select} {settings}").as_bytes());
         let name: String = std::iter::once("credits_account_states_".to_string())
             .chain(hash.iter().take(6).map(|b| format!("{b:02x}")))
             .collect();
         let create = format!(
             "CREATE OR REPLACE FUNCTION {name}(p_accounts TEXT[]) \
              RETURNS TABLE (o_account TEXT, o_credits TEXT, o_holds TEXT, o_budgets TEXT) \
-             LANGUAGE plpgsql VOLATILE AS $state$ BEGIN RETURN QUERY {select}; END $state$"
+             LANGUAGE plpgsql VOLATILE {settings} \
+             AS $state$ BEGIN RETURN QUERY {select}; END $state$"
         );
         (name, create)
     })

@@ -78,7 +78,17 @@ pub(crate) struct Writer {
     pub(crate) known: std::collections::HashMap<(String, String), Option<StoredAnswer>>,
     /// The usage journal rows this batch wrote (PostgreSQL), copied after its commit.
     pub(crate) journal: Vec<i64>,
+    /// When the writer's connection last discarded its plans (PostgreSQL, see [`PLANS_KEPT`]).
+    plans_discarded: std::time::Instant,
 }
+
+/// How long the PostgreSQL writer's connection keeps the plans it caches before it discards
+/// them (`DISCARD PLANS`, sent with a batch's `BEGIN`). Some are generic plans kept on purpose
+/// (the state function's, `rows::account_state_function`), and a plan chosen while a table was
+/// small (a sequential scan) must not outlive the table's growth: without `ANALYZE`, which
+/// invalidates plans itself, nothing else would replace it. Planning again every 10 seconds
+/// costs a handful of plans.
+const PLANS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Writer {
     pub(crate) fn service(
@@ -282,6 +292,7 @@ pub(crate) fn run(
         hot: crate::hot::Hot::default(),
         known: std::collections::HashMap::new(),
         journal: Vec::new(),
+        plans_discarded: std::time::Instant::now(),
     };
     // Jobs a batch could not take (their accounts were locked by another node): first in the next.
     let mut deferred: Vec<Job> = Vec::new();
@@ -483,7 +494,15 @@ fn commit_batch(
     late: &mut Late<'_>,
     read_keys: bool,
 ) -> Result<BatchResults, StoreError> {
-    connection.batch(if connection.is_pg() { "BEGIN" } else { "BEGIN IMMEDIATE" })?;
+    let begin = if !connection.is_pg() {
+        "BEGIN IMMEDIATE"
+    } else if writer.plans_discarded.elapsed() >= PLANS_KEPT {
+        writer.plans_discarded = std::time::Instant::now();
+        "DISCARD PLANS; BEGIN"
+    } else {
+        "BEGIN"
+    };
+    connection.batch(begin)?;
     let result = batch_execute(connection, writer, jobs, late, read_keys);
     if result.is_err() {
         if let Err(error) = connection.batch("ROLLBACK") {

@@ -953,8 +953,10 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     assert_eq!(record["used"], 6, "{record}");
 }
 
-/// A retry of a request whose usage a stopped node left in its journal replays the answer, and a
-/// list read after it shows that usage, once, without waiting for any sweep.
+/// A retry of a request whose usage a stopped node left in its journal replays the answer, byte
+/// for byte, and a list read after it shows that usage, once, without waiting for any sweep. (A
+/// usage's answer is stored as a reference to the usage, rendered again for a replay: here from
+/// the journal.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_of_usage_left_in_the_journal_is_answered_and_the_usage_listed_once() {
     let Some(base) = postgres_or_skip() else { return };
@@ -969,16 +971,22 @@ async fn a_replay_of_usage_left_in_the_journal_is_answered_and_the_usage_listed_
         let key = key("left");
         let answer = target.post("/v2/usage", &usage(&account, 2), Some(&key)).await;
         assert_eq!(answer.status, 201, "{answer:?}");
-        sent.push((key, answer.json["id"].as_str().unwrap().to_string()));
+        sent.push((key, answer.json["id"].as_str().unwrap().to_string(), answer.text));
     }
     let before = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", AN_HOUR_AHEAD)).unwrap();
 
-    let (key, id) = &sent[1];
+    let (key, id, first) = &sent[1];
+    let stored = cluster::query_texts(
+        &url,
+        &format!("SELECT usage_id || ' ' || length(body) FROM idempotency WHERE key = '{key}'"),
+    );
+    assert_eq!(stored, [format!("{id} 0")], "the answer is stored as its usage's id");
     let answer = target.post("/v2/usage", &usage(&account, 2), Some(key)).await;
     assert_eq!(answer.status, 201, "{answer:?}");
     assert_eq!(answer.header(REPLAYED), Some("true"), "{answer:?}");
     assert_eq!(answer.json["id"], id.as_str(), "{answer:?}");
+    assert_eq!(&answer.text, first, "the replay is the first answer, byte for byte");
     let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "every usage left in the journal is listed once, as answered");
     let ledger = list_all(node, &format!("/v2/ledger?accountId={account}&type=usage")).await;

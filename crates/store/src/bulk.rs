@@ -33,7 +33,8 @@ const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, cr
 fn idempotency_upsert(fresh_after: usize) -> String {
     format!(
         "ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, \
-         status = excluded.status, body = excluded.body, created_at = excluded.created_at \
+         status = excluded.status, body = excluded.body, created_at = excluded.created_at, \
+         usage_id = excluded.usage_id \
          WHERE idempotency.created_at <= ?{fresh_after}"
     )
 }
@@ -74,19 +75,27 @@ fn entry_row(e: &LedgerEntry) -> Value {
 
 /// The PostgreSQL statement that expands a JSON array `r` of answers (see [`answer_row`]).
 const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_hash, status, \
-    body, created_at) SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, \
-    decode(r->>4, 'base64'), (r->>5)::bigint";
+    body, created_at, usage_id) SELECT r->>0, r->>1, decode(r->>2, 'base64'), (r->>3)::bigint, \
+    decode(r->>4, 'base64'), (r->>5)::bigint, r->>6";
 
 /// An answer as a JSON row of [`IDEMPOTENCY_INSERT`], its bytes base64: the batch's last write
-/// goes as the text of a simple query (see [`hot_flush_pg`]).
+/// goes as the text of a simple query (see [`hot_flush_pg`]). A usage's answer is stored by
+/// reference, its usage's id with an empty body, and rendered again for a replay
+/// (`writer::usage_answer`): its body was three fifths of the write's text and two thirds of the
+/// stored row, and a hot account's locked write lexes and parses every byte of it.
 fn answer_row(a: &StoredAnswer) -> Value {
+    let body = match a.usage_id {
+        Some(_) => String::new(),
+        None => base64(&a.rendered.body),
+    };
     json!([
         a.scope,
         a.key,
         base64(&a.request_hash),
         a.rendered.status,
-        base64(&a.rendered.body),
-        a.created_at
+        body,
+        a.created_at,
+        a.usage_id
     ])
 }
 
@@ -192,7 +201,7 @@ pub(crate) fn idempotency_prefetch<'k>(
     let mut statement = connection.prepare_cached(
         // A lateral lookup per key, so that each is one probe of the primary key whatever the
         // planner guesses of the table (an `IN` over the array chose a scan of all keys).
-        "SELECT i.scope, i.key, i.request_hash, i.status, i.body, i.created_at \
+        "SELECT i.scope, i.key, i.request_hash, i.status, i.body, i.created_at, i.usage_id \
          FROM jsonb_array_elements(?1::text::jsonb) AS r CROSS JOIN LATERAL \
          (SELECT * FROM idempotency WHERE scope = r->>0 AND key = r->>1 LIMIT 1) AS i",
     )?;
@@ -204,6 +213,7 @@ pub(crate) fn idempotency_prefetch<'k>(
             request_hash: request_hash.try_into().unwrap_or([0; 32]),
             rendered: crate::types::Rendered { status: row.get(3)?, body: row.get(4)? },
             created_at: row.get(5)?,
+            usage_id: row.get(6)?,
         })
     })?;
     for row in rows {

@@ -307,6 +307,11 @@ CREATE INDEX ledger_credit_time ON ledger(credit_id, created_at, seq);
 CREATE INDEX ledger_account_type_time ON ledger(account_id, type, created_at, seq)
     WHERE type <> 'usage';
 "#,
+    // The usage whose rendering an answer stored with its key is, when the body itself is not
+    // stored (PostgreSQL's hot path, `bulk::answer_row`): a replay renders the usage again.
+    r#"
+ALTER TABLE idempotency ADD COLUMN usage_id TEXT;
+"#,
 ];
 
 /// Migrations that exist on PostgreSQL only, each after the number of translated SQLite ones it

@@ -91,6 +91,11 @@ pub(crate) struct Writer {
 const PLANS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Writer {
+    /// Whether other nodes write to the same database (PostgreSQL).
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
     pub(crate) fn service(
         &mut self,
         connection: &Conn<'_>,
@@ -687,23 +692,36 @@ pub(crate) fn idempotency_lookup(
             answer.rendered.status,
             answer.rendered.body.clone(),
             answer.created_at,
+            answer.usage_id.clone(),
         )),
         None if known().is_some() => None,
         None => connection
             .prepare_cached(
-                "SELECT request_hash, status, body, created_at FROM idempotency \
+                "SELECT request_hash, status, body, created_at, usage_id FROM idempotency \
                  WHERE scope = ?1 AND key = ?2",
             )?
             .query_row(params![idempotency.scope, idempotency.key], |row| {
-                Ok((row.get::<Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get::<i64>(3)?))
+                Ok((
+                    row.get::<Vec<u8>>(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get::<i64>(3)?,
+                    row.get::<Option<String>>(4)?,
+                ))
             })
             .optional()?,
     };
-    let Some((hash, status, body, created_at)) = stored else { return Ok(None) };
+    let Some((hash, status, body, created_at, usage_id)) = stored else { return Ok(None) };
     if created_at <= fresh_after {
         return Ok(None);
     }
     if hash == idempotency.request_hash {
+        let body = match usage_id {
+            Some(usage_id) if body.is_empty() => {
+                usage_answer(connection, writer, &request.command, &usage_id)?
+            }
+            _ => body,
+        };
         let rendered = Rendered { status, body };
         return Ok(Some(Executed { rendered, replayed: true, outcome: None }));
     }
@@ -720,6 +738,9 @@ pub(crate) struct StoredAnswer {
     pub(crate) request_hash: [u8; 32],
     pub(crate) rendered: Rendered,
     pub(crate) created_at: i64,
+    /// The usage this answer renders, when it is stored by reference rather than as its body
+    /// (see `bulk::answer_row`); an answer read back so is rendered again ([`usage_answer`]).
+    pub(crate) usage_id: Option<String>,
 }
 
 impl StoredAnswer {
@@ -730,8 +751,36 @@ impl StoredAnswer {
             request_hash: idempotency.request_hash,
             rendered: rendered.clone(),
             created_at: now.0,
+            usage_id: None,
         }
     }
+}
+
+/// The body of an answer stored by reference to its usage: the usage rendered again, exactly as
+/// it was (the usage row holds everything its answer shows, and rows are never changed). The
+/// usage may still be in the usage journal, which is copied first, as reads do.
+fn usage_answer(
+    connection: &Conn<'_>,
+    writer: &Writer,
+    command: &Command,
+    usage_id: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let find = || {
+        connection
+            .prepare_cached(&format!("SELECT {} FROM usage WHERE id = ?1", rows::USAGE_COLUMNS))?
+            .query_row(params![usage_id], rows::usage_from_row)
+            .optional()
+    };
+    let usage = match find()? {
+        Some(found) => found,
+        None => {
+            crate::bulk::journal_settle(connection)?;
+            find()?.ok_or_else(|| {
+                StoreError::Unavailable(format!("usage {usage_id} of a stored answer is missing"))
+            })?
+        }
+    };
+    Ok(writer.render.answer(command, &Outcome::Usage(usage.1)).body)
 }
 
 fn rejected(rejection: Rejection) -> Result<Outcome, StoreError> {

@@ -84,11 +84,7 @@ pub(crate) fn execute_usage(
     let rendered = writer.render.answer(&request.command, &outcome);
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
-            let mut answer = StoredAnswer::of(idempotency, &rendered, now);
-            if let (true, Outcome::Usage(usage)) = (writer.shared(), &outcome) {
-                answer.usage_id = Some(usage.id.clone());
-            }
-            writer.hot.remember(answer);
+            writer.hot.remember(StoredAnswer::of(idempotency, &outcome, &rendered, now));
         }
     }
     Ok(Executed { rendered, replayed: false, outcome: Some(outcome) })

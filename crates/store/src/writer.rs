@@ -91,11 +91,6 @@ pub(crate) struct Writer {
 const PLANS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Writer {
-    /// Whether other nodes write to the same database (PostgreSQL).
-    pub(crate) fn shared(&self) -> bool {
-        self.shared
-    }
-
     pub(crate) fn service(
         &mut self,
         connection: &Conn<'_>,
@@ -659,7 +654,7 @@ fn execute(
     let rendered = writer.render.answer(&request.command, &outcome);
     if let Some(idempotency) = &request.idempotency {
         if rendered.status < 500 {
-            let answer = StoredAnswer::of(idempotency, &rendered, now);
+            let answer = StoredAnswer::of(idempotency, &outcome, &rendered, now);
             crate::bulk::idempotency_store(connection, std::slice::from_ref(&answer), now)?;
             if !writer.known.is_empty() {
                 writer.known.insert((answer.scope.clone(), answer.key.clone()), Some(answer));
@@ -744,14 +739,24 @@ pub(crate) struct StoredAnswer {
 }
 
 impl StoredAnswer {
-    pub(crate) fn of(idempotency: &Idempotency, rendered: &Rendered, now: Timestamp) -> Self {
+    /// The answer `rendered` from `outcome`; a usage's answer names its usage too, so that
+    /// PostgreSQL stores the reference rather than the body.
+    pub(crate) fn of(
+        idempotency: &Idempotency,
+        outcome: &Outcome,
+        rendered: &Rendered,
+        now: Timestamp,
+    ) -> Self {
         StoredAnswer {
             scope: idempotency.scope.clone(),
             key: idempotency.key.clone(),
             request_hash: idempotency.request_hash,
             rendered: rendered.clone(),
             created_at: now.0,
-            usage_id: None,
+            usage_id: match outcome {
+                Outcome::Usage(usage) => Some(usage.id.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -919,12 +919,8 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     // What a node stopped after its commit leaves. Nothing reads usage meanwhile: the running
     // node's sweep (every second) copies it.
     cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
-    let journal_left = || cluster::query_texts(&url, "SELECT count(*) FROM usage_journal");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while journal_left() != ["0"] && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(journal_left(), ["0"], "the sweep copied the journal row");
+    let journal_left = || journal_rows(&url);
+    assert!(journal_empties(&url, Duration::from_secs(15)).await, "the sweep copied the row");
     let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "the journal's usage is back, as it was answered");
     let ledger_path = format!("/v2/ledger?accountId={account}&type=usage");
@@ -1017,17 +1013,31 @@ async fn a_nodes_copier_empties_its_usage_journal_by_itself_within_a_second() {
         assert_eq!(answer.status, 201, "{answer:?}");
     }
     let url = &cluster.database.url;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let journal_left = || cluster::query_texts(url, "SELECT count(*) FROM usage_journal");
-    while journal_left() != ["0"] && Instant::now() < deadline {
+    let emptied = journal_empties(url, Duration::from_secs(1)).await;
+    assert!(emptied, "the copier left {:?} journal rows after a second", journal_rows(url));
+    let count = |sql: &str| cluster::query_texts(url, &sql.replace("ACCOUNT", &account));
+    let usages = count("SELECT count(*) FROM usage WHERE account_id = 'ACCOUNT'");
+    assert_eq!(usages, ["40"], "each answered usage copied once");
+    let entries =
+        count("SELECT count(*) FROM ledger WHERE account_id = 'ACCOUNT' AND type = 'usage'");
+    assert_eq!(entries, ["40"], "one ledger entry each, copied once");
+}
+
+/// The number of rows in the usage journal, as text.
+fn journal_rows(url: &str) -> Vec<String> {
+    cluster::query_texts(url, "SELECT count(*) FROM usage_journal")
+}
+
+/// Whether the usage journal is empty, or empties within `within`.
+async fn journal_empties(url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while journal_rows(url) != ["0"] {
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(journal_left(), ["0"], "the copier left the journal within a second");
-    let copied = cluster::query_texts(
-        url,
-        &format!("SELECT count(DISTINCT id) FROM usage WHERE account_id = '{account}'"),
-    );
-    assert_eq!(copied, ["40"], "each answered usage copied once");
+    true
 }
 
 /// A usage is answered once it is on disk and copied into the usage list afterwards (see

@@ -919,7 +919,6 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     // What a node stopped after its commit leaves. Nothing reads usage meanwhile: the running
     // node's sweep (every second) copies it.
     cluster::sql(&url, &BACK_INTO_THE_JOURNAL.replace("CREATED_AT", "0")).unwrap();
-    let journal_left = || journal_rows(&url);
     assert!(journal_empties(&url, Duration::from_secs(15)).await, "the sweep copied the row");
     let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "the journal's usage is back, as it was answered");
@@ -932,7 +931,7 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let listed = list_all(node, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed, before, "copied by the read, once");
     assert_eq!(list_all(node, &ledger_path).await.len(), 3, "one usage entry each");
-    assert_eq!(journal_left(), ["0"], "the journal row is gone with its copy");
+    assert_eq!(journal_rows(&url), ["0"], "the journal row is gone with its copy");
 
     // With no node running, the same rows back in the journal: a node copies them as it starts,
     // before it answers, and only once.
@@ -941,7 +940,7 @@ async fn usage_a_stopped_node_left_in_its_journal_is_copied_once_by_the_others()
     let key_file = cluster.webhook_key_file();
     let env = [("CREDITS_WEBHOOK_KEY_FILE", key_file.to_str().unwrap())];
     let second = common::spawn_node(&url, &env).await;
-    assert_eq!(journal_left(), ["0"], "copied at start, before the node answers");
+    assert_eq!(journal_rows(&url), ["0"], "copied at start, before the node answers");
     let again = list_all(&second, &format!("/v2/usage?accountId={account}")).await;
     assert_eq!(listed_ids(&again), charged, "each usage once, copied at start");
     assert_eq!(list_all(&second, &ledger_path).await.len(), 3);

@@ -80,9 +80,9 @@ const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency (scope, key, request_h
 
 /// An answer as a JSON row of [`IDEMPOTENCY_INSERT`], its bytes base64: the batch's last write
 /// goes as the text of a simple query (see [`hot_flush_pg`]). A usage's answer is stored by
-/// reference, its usage's id with an empty body (SQLite stores every body), and rendered again for a replay
-/// (`writer::usage_answer`): its body was three fifths of the write's text and two thirds of the
-/// stored row, and a hot account's locked write lexes and parses every byte of it.
+/// reference, its usage's id with an empty body (SQLite stores every body), and rendered again
+/// for a replay (`writer::usage_answer`): its body was three fifths of the write's text and two
+/// thirds of the stored row, and a hot account's locked write lexes and parses every byte of it.
 fn answer_row(a: &StoredAnswer) -> Value {
     let body = match a.usage_id {
         Some(_) => String::new(),

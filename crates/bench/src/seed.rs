@@ -8,8 +8,9 @@
 //! ids (`prefix_` + ULID, ascending like the writer's), account and record ids, amounts,
 //! `remaining`/`remainingAfter`/`balanceAfter`, and times. Amounts stay consistent: a record's
 //! `used` is the sum of its usage entries, `remaining` what is left, the hourly rollup sums the
-//! usage rows, every usage has its ledger entry. Rows are inserted in time order, so `seq`
-//! follows `created_at` and ids as they do in a store the writer filled.
+//! usage rows, every usage keeps its ledger entry in its row (as the writer's usages of one
+//! record do). Rows are inserted in time order, so `seq` and the ledger's places follow
+//! `created_at` and ids as they do in a store the writer filled.
 //!
 //! Seeded history has no idempotency keys: its usages are older than the 24 h the service keeps
 //! keys for. The file is written without a journal and without fsync (a scratch directory; if
@@ -204,8 +205,9 @@ impl Funded {
 
 /// Seeds one new account, created `span_micros` before `now_micros`, funded with one purchase of
 /// `fund` like `template_account`'s, and `entries` usages of it spread evenly over that span up to
-/// a minute before `now_micros`: each a usage row and its ledger entry, copied from the template
-/// account's first usage (same service, quantity, cost and actor); plus their hourly rollup.
+/// a minute before `now_micros`: each a usage row keeping its ledger entry, copied from the
+/// template account's first usage (same service, quantity, cost and actor); plus their hourly
+/// rollup.
 pub fn history(
     database: &Path,
     template_account: &str,
@@ -219,17 +221,19 @@ pub fn history(
     let transaction = connection.transaction()?;
     let Funded { account, credit, purchase } = Funded::read(&transaction, template_account)?;
     let usage = Template::read(&transaction, "usage", "account_id = ?1", template_account)?;
-    let entry = Template::read(
-        &transaction,
-        "ledger",
-        "account_id = ?1 AND type = 'usage'",
-        template_account,
-    )?;
     let hourly = Template::read(&transaction, "usage_hourly", "account_id = ?1", template_account)?;
     let cost = u64::try_from(integer(usage.get("credits")?)?)?;
-    if integer(entry.get("credits")?)? != i64::try_from(cost)? {
-        bail!("the template usage's ledger entry does not move its credits");
+    if matches!(usage.get("entry_seq")?, Value::Null) {
+        bail!("the template usage does not keep its ledger entry in its row");
     }
+    // The ledger's places (`seq` of `ledger` rows, `entry_seq` of the entries usage rows keep)
+    // are one count: the seeded entries take the next ones, in time order.
+    let mut place: i64 = transaction.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM ledger), 0), \
+         coalesce((SELECT max(entry_seq) FROM usage), 0)) + 1",
+        [],
+        |row| row.get(0),
+    )?;
     let fund_i = i64::try_from(fund)?;
     let used = cost.checked_mul(entries).context("entries x cost overflows")?;
     if used > fund {
@@ -282,6 +286,11 @@ pub fn history(
             (ledger.column("remaining_after")?, Value::Integer(fund_i)),
             (ledger.column("created_at")?, Value::Integer(created_at)),
         ])?;
+        transaction.execute(
+            "UPDATE ledger SET seq = ?1 WHERE seq = ?2",
+            [place, transaction.last_insert_rowid()],
+        )?;
+        place += 1;
         rows += 3;
 
         let mut usages = Copier::new(&transaction, usage)?;
@@ -291,14 +300,9 @@ pub fn history(
             usages.column("allocations")?,
             usages.column("balance_after")?,
             usages.column("created_at")?,
-        );
-        let mut entries_copier = Copier::new(&transaction, entry)?;
-        let e = (
-            entries_copier.column("account_id")?,
-            entries_copier.column("credit_id")?,
-            entries_copier.column("remaining_after")?,
-            entries_copier.column("usage_id")?,
-            entries_copier.column("created_at")?,
+            usages.column("credit_id")?,
+            usages.column("remaining_after")?,
+            usages.column("entry_seq")?,
         );
         let allocation = format!("{credit_id}:{cost}");
         let mut per_hour: BTreeMap<i64, u64> = BTreeMap::new();
@@ -308,21 +312,18 @@ pub fn history(
             let usage_id = ids.next("use", at);
             let left = i64::try_from(fund - cost * (i + 1))?;
             usages.insert(&mut [
-                (u.0, Value::Text(usage_id.clone())),
+                (u.0, Value::Text(usage_id)),
                 (u.1, Value::Text(account_id.clone())),
                 (u.2, Value::Text(allocation.clone())),
                 (u.3, Value::Integer(left)),
                 (u.4, Value::Integer(at)),
+                (u.5, Value::Text(credit_id.clone())),
+                (u.6, Value::Integer(left)),
+                (u.7, Value::Integer(place)),
             ])?;
-            entries_copier.insert(&mut [
-                (e.0, Value::Text(account_id.clone())),
-                (e.1, Value::Text(credit_id.clone())),
-                (e.2, Value::Integer(left)),
-                (e.3, Value::Text(usage_id)),
-                (e.4, Value::Integer(at)),
-            ])?;
+            place += 1;
             *per_hour.entry(at - at.rem_euclid(HOUR_MICROS)).or_default() += 1;
-            rows += 2;
+            rows += 1;
             if last_report.elapsed().as_secs() >= 10 {
                 last_report = Instant::now();
                 eprintln!(

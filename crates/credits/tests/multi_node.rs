@@ -878,15 +878,20 @@ async fn a_dashboard_session_works_on_every_node() {
 
 /// Puts the usage rows and usage ledger entries back into one journal row, as a node stopped
 /// after its commit leaves them (long past the 5 s within which their own node would have copied
-/// them), and out of the tables lists read.
+/// them), and out of the tables lists read. The entries in their ledger order: `ledger` rows as
+/// rows, the entries usage rows keep as their usage's ordinal (see `bulk::journal_copy`).
 const BACK_INTO_THE_JOURNAL: &str = "INSERT INTO usage_journal (created_at, usage, ledger) \
     SELECT CREATED_AT, \
-    (SELECT json_agg(json_build_array(id, account_id, service, operation, quantity, credits, \
-    allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at) \
-    ORDER BY seq) FROM usage)::text, \
-    (SELECT json_agg(json_build_array(account_id, credit_id, type, credits, remaining_after, \
-    usage_id, reservation_id, member_id, api_key_id, created_at) ORDER BY seq) FROM ledger \
-    WHERE type = 'usage')::text; \
+    (SELECT jsonb_agg(jsonb_build_array(id, account_id, service, operation, quantity, credits, \
+    allocations, member_id, api_key_id, metadata, balance_after, reservation_id, created_at, \
+    credit_id, remaining_after) ORDER BY seq) FROM usage)::text, \
+    (SELECT jsonb_agg(e ORDER BY place) FROM \
+    (SELECT seq AS place, jsonb_build_array(account_id, credit_id, type, credits, \
+    remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at) AS e \
+    FROM ledger WHERE type = 'usage' \
+    UNION ALL SELECT entry_seq, to_jsonb(ordinal) FROM \
+    (SELECT entry_seq, row_number() OVER (ORDER BY seq) AS ordinal FROM usage) AS o \
+    WHERE entry_seq IS NOT NULL) AS entries)::text; \
     DELETE FROM usage; DELETE FROM ledger WHERE type = 'usage';";
 
 /// A journal row's `created_at` an hour ahead: no sweep counts it old enough to copy it.
@@ -1017,8 +1022,10 @@ async fn a_nodes_copier_empties_its_usage_journal_by_itself_within_a_second() {
     let count = |sql: &str| cluster::query_texts(url, &sql.replace("ACCOUNT", &account));
     let usages = count("SELECT count(*) FROM usage WHERE account_id = 'ACCOUNT'");
     assert_eq!(usages, ["40"], "each answered usage copied once");
-    let entries =
-        count("SELECT count(*) FROM ledger WHERE account_id = 'ACCOUNT' AND type = 'usage'");
+    let entries = count(
+        "SELECT (SELECT count(*) FROM ledger WHERE account_id = 'ACCOUNT' AND type = 'usage') \
+         + (SELECT count(DISTINCT entry_seq) FROM usage WHERE account_id = 'ACCOUNT')",
+    );
     assert_eq!(entries, ["40"], "one ledger entry each, copied once");
 }
 

@@ -307,3 +307,76 @@ async fn time_and_type_filters_page_in_time_order() {
         assert_problem(&answer, 400, "bad_request");
     }
 }
+
+/// The ledger keeps the order its entries were made in, whichever table holds them: a usage
+/// drawn from one record keeps its entry in its usage row, a usage spanning two records and
+/// every other change are `ledger` rows. Concurrent usages (so batches hold many), one of them
+/// spanning the two records, then a void: walked in small pages, every record's entries replay
+/// to each `remainingAfter`, ids are unique, and the walks filtered by record or by type are the
+/// whole walk's entries of that record or type, in the same order.
+#[tokio::test]
+async fn the_ledger_replays_record_by_record_in_its_order() {
+    let app = common::spawn_app().await;
+    let account = app.create_account().await;
+    let first = s(&app.purchase(&account, 10, json!({"service": "api"})).await, "id");
+    let second = s(&app.purchase(&account, 100, json!({"service": "api"})).await, "id");
+    let answers =
+        futures::future::join_all((0..30).map(|_| app.use_credits(&account, "api", 3))).await;
+    let mut charged = 0;
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{answer:?}");
+        charged += answer.json["credits"].as_u64().unwrap();
+    }
+    let spanning = answers.iter().filter(|a| a.json["allocations"].as_array().unwrap().len() == 2);
+    assert_eq!(spanning.count(), 1, "one usage takes the first record's last credits");
+    let void =
+        app.post_idempotent(&format!("/v2/credits/{second}/void"), "void-1", &json!({})).await;
+    assert_eq!(void.status, 200, "{void:?}");
+
+    let mut ledger = walk(&app, &format!("/v2/ledger?accountId={account}&limit=7")).await;
+    ledger.reverse();
+    let ids: BTreeSet<String> = ledger.iter().map(|e| s(e, "id")).collect();
+    assert_eq!(ids.len(), ledger.len(), "unique ids");
+    // 2 purchases, 31 usage entries (30 usages, one spanning the two records), 1 void.
+    assert_eq!(ledger.len(), 34, "{ledger:?}");
+    let mut remaining = std::collections::BTreeMap::<String, u64>::new();
+    let mut used = 0;
+    for entry in &ledger {
+        let credits = entry["credits"].as_u64().unwrap();
+        let left = remaining.entry(s(entry, "creditId")).or_default();
+        match s(entry, "type").as_str() {
+            "purchase" => *left += credits,
+            "usage" => {
+                used += credits;
+                *left = left.checked_sub(credits).expect("a usage never takes what is not there");
+            }
+            "void" => *left = left.checked_sub(credits).expect("a void takes what is left"),
+            other => panic!("unexpected entry type {other}: {entry}"),
+        }
+        assert_eq!(entry["remainingAfter"].as_u64(), Some(*left), "replayed in order: {entry}");
+    }
+    assert_eq!(used, charged, "the usage entries move what the usages charged");
+    assert_eq!(remaining[&first], 0);
+    assert_eq!(remaining[&second], 0, "voided");
+
+    for (filter, keep) in [
+        (
+            format!("creditId={first}"),
+            Box::new(|e: &serde_json::Value| s(e, "creditId") == first)
+                as Box<dyn Fn(&serde_json::Value) -> bool>,
+        ),
+        (
+            format!("creditId={second}"),
+            Box::new(|e: &serde_json::Value| s(e, "creditId") == second),
+        ),
+        (
+            format!("accountId={account}&type=usage"),
+            Box::new(|e: &serde_json::Value| s(e, "type") == "usage"),
+        ),
+    ] {
+        let mut filtered = walk(&app, &format!("/v2/ledger?{filter}&limit=4")).await;
+        filtered.reverse();
+        let expected: Vec<&serde_json::Value> = ledger.iter().filter(|e| keep(e)).collect();
+        assert_eq!(filtered.iter().collect::<Vec<_>>(), expected, "{filter}");
+    }
+}

@@ -17,18 +17,21 @@ use crate::types::UsageRecord;
 use crate::writer::StoredAnswer;
 use crate::StoreError;
 
-// The PostgreSQL statements that expand a JSON array `r` of rows (each row an array).
+// The PostgreSQL statements that expand a JSON array `r` of rows (each row an array), for
+// `journal_copy`: the usage rows with, last, the place of the entry a row keeps (the statement
+// goes on with it), the ledger rows with their places.
 const USAGE_INSERT: &str = "INSERT INTO usage (id, account_id, service, operation, quantity, \
     credits, allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
-    created_at) SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint, r->>6, \
-    r->>7, r->>8, r->>9, (r->>10)::bigint, r->>11, (r->>12)::bigint";
+    created_at, credit_id, remaining_after, entry_seq) SELECT t.r->>0, t.r->>1, t.r->>2, \
+    t.r->>3, (t.r->>4)::bigint, (t.r->>5)::bigint, t.r->>6, t.r->>7, t.r->>8, t.r->>9, \
+    (t.r->>10)::bigint, t.r->>11, (t.r->>12)::bigint, t.r->>13, (t.r->>14)::bigint";
 const HOURLY_INSERT: &str = "INSERT INTO usage_hourly (account_id, hour, service, operation, \
     member_id, api_key_id, credits, count) SELECT r->>0, (r->>1)::bigint, r->>2, r->>3, r->>4, \
     r->>5, (r->>6)::bigint, (r->>7)::bigint";
-const LEDGER_INSERT: &str = "INSERT INTO ledger (account_id, credit_id, type, credits, \
+const LEDGER_INSERT: &str = "INSERT INTO ledger (seq, account_id, credit_id, type, credits, \
     remaining_after, usage_id, reservation_id, member_id, api_key_id, created_at) \
-    SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint, r->>5, r->>6, r->>7, r->>8, \
-    (r->>9)::bigint";
+    SELECT e.seq, e.r->>0, e.r->>1, e.r->>2, (e.r->>3)::bigint, (e.r->>4)::bigint, e.r->>5, \
+    e.r->>6, e.r->>7, e.r->>8, (e.r->>9)::bigint";
 /// Replaces only a key no longer fresh: parameter `fresh_after` is the freshness bound.
 fn idempotency_upsert(fresh_after: usize) -> String {
     format!(
@@ -53,7 +56,9 @@ fn usage_row(u: &UsageRecord) -> Value {
         u.metadata,
         u.balance_after,
         u.reservation_id,
-        u.created_at.0
+        u.created_at.0,
+        u.entry_credit_id(),
+        u.remaining_after
     ])
 }
 
@@ -104,16 +109,55 @@ fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// SQLite: the usage rows one by one, their hourly rollup summed per row of the rollup first.
-/// (PostgreSQL writes both inside [`hot_flush_pg`].)
-pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &[UsageRecord]) -> Result<(), StoreError> {
-    for usage in usage {
-        rows::usage_row_insert(connection, usage)?;
+/// SQLite: the batch's ledger entries and usage rows one by one, each entry in its place in the
+/// ledger (`seq`) in the order the batch made them, whether a `ledger` row or kept in its usage's
+/// row ([`kept_by`]); then the usages' hourly rollup, summed per row of the rollup first.
+/// (PostgreSQL writes them inside [`hot_flush_pg`].)
+pub(crate) fn usage_insert(
+    connection: &Conn<'_>,
+    places: &mut rows::LedgerSeq,
+    usage: &[UsageRecord],
+    entries: &[LedgerEntry],
+) -> Result<(), StoreError> {
+    let mut entry_seqs = vec![None; usage.len()];
+    for (entry, keeper) in entries.iter().zip(kept_by(usage, entries)) {
+        let seq = places.take(connection)?;
+        match keeper {
+            Some(index) => entry_seqs[index] = Some(seq),
+            None => rows::entry_insert(connection, entry, Some(seq))?,
+        }
+    }
+    for (usage, entry_seq) in usage.iter().zip(entry_seqs) {
+        rows::usage_row_insert(connection, usage, entry_seq)?;
     }
     for (key, (credits, count)) in &hourly_sums(usage) {
         rows::hourly_add(connection, key, *credits, *count)?;
     }
     Ok(())
+}
+
+/// For each of a batch's entries, the index of the usage that keeps it in its row (see
+/// [`UsageRecord::remaining_after`]), if one does: a usage's entries follow the entries of the
+/// usages before it, so one pass pairs them.
+fn kept_by(usage: &[UsageRecord], entries: &[LedgerEntry]) -> Vec<Option<usize>> {
+    let mut keepers =
+        usage.iter().enumerate().filter(|(_, usage)| usage.remaining_after.is_some()).peekable();
+    let kept: Vec<Option<usize>> = entries
+        .iter()
+        .map(|entry| match keepers.peek() {
+            Some((index, usage))
+                if entry.entry_type == credits_core::EntryType::Usage
+                    && entry.usage_id.as_deref() == Some(usage.id.as_str()) =>
+            {
+                let index = *index;
+                keepers.next();
+                Some(index)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(keepers.next().is_none(), "every usage keeping its entry has it in the batch");
+    kept
 }
 
 fn hourly_sums(usage: &[UsageRecord]) -> HashMap<HourlyKey, (u64, u64)> {
@@ -124,17 +168,6 @@ fn hourly_sums(usage: &[UsageRecord]) -> HashMap<HourlyKey, (u64, u64)> {
         sum.1 += 1;
     }
     hourly
-}
-
-/// SQLite: the ledger entries one by one. (PostgreSQL writes them inside [`hot_flush_pg`].)
-pub(crate) fn entries_insert(
-    connection: &Conn<'_>,
-    entries: &[LedgerEntry],
-) -> Result<(), StoreError> {
-    for entry in entries {
-        rows::entry_insert(connection, entry)?;
-    }
-    Ok(())
 }
 
 /// Stores answers with their keys, replacing only keys no longer fresh. A key stored meanwhile
@@ -296,7 +329,16 @@ pub(crate) fn hot_flush_pg(
             ])
         })
         .collect();
-    let entry_rows: Vec<Value> = entries.iter().map(entry_row).collect();
+    // A usage's kept entry is its usage's ordinal in the usage array (from 1), in its place
+    // among the others: the copy numbers them all in one order (see `journal_copy`).
+    let entry_rows: Vec<Value> = entries
+        .iter()
+        .zip(kept_by(usage, entries))
+        .map(|(entry, keeper)| match keeper {
+            Some(index) => json!(index + 1),
+            None => entry_row(entry),
+        })
+        .collect();
     let fresh_rows: Vec<Value> = fresh.iter().copied().map(answer_row).collect();
     let replacing_rows: Vec<Value> = replacing.iter().copied().map(answer_row).collect();
     let fresh_after = now.0 - IDEMPOTENCY_TTL_SECONDS * 1_000_000;
@@ -359,6 +401,9 @@ pub(crate) fn hot_flush_pg(
 /// each row is copied exactly once whoever runs it: of two nodes copying one row, the second
 /// waits for the first's delete and then finds nothing. `which` selects the rows' ids (made an
 /// array, so that each is a probe of the primary key); the count of rows copied is returned.
+/// The entries (`e`) take their places from the ledger's sequence in the order their batches
+/// made them, whether they become `ledger` rows (`l`) or stay in their usage's row (a number,
+/// the usage's ordinal in its journal row: `u`), so that the ledger's one order holds both.
 fn journal_copy(
     connection: &Conn<'_>,
     which: &str,
@@ -368,10 +413,16 @@ fn journal_copy(
         .prepare_cached(&format!(
             "WITH j AS (DELETE FROM usage_journal WHERE id = ANY(ARRAY({which})) \
              RETURNING id, usage, ledger), \
-             u AS ({USAGE_INSERT} FROM j CROSS JOIN LATERAL jsonb_array_elements(j.usage::jsonb) \
-             WITH ORDINALITY AS t(r, n) ORDER BY j.id, n), \
-             l AS ({LEDGER_INSERT} FROM j CROSS JOIN LATERAL jsonb_array_elements(j.ledger::jsonb) \
-             WITH ORDINALITY AS t(r, n) ORDER BY j.id, n) \
+             e AS (SELECT x.id, x.r, \
+             CASE WHEN jsonb_typeof(x.r) = 'number' THEN (x.r #>> '{{}}')::bigint END AS kept, \
+             nextval('ledger_seq_seq'::regclass) AS seq \
+             FROM (SELECT j.id, t.r FROM j CROSS JOIN LATERAL \
+             jsonb_array_elements(j.ledger::jsonb) WITH ORDINALITY AS t(r, n) \
+             ORDER BY j.id, t.n) AS x), \
+             u AS ({USAGE_INSERT}, k.seq FROM j CROSS JOIN LATERAL \
+             jsonb_array_elements(j.usage::jsonb) WITH ORDINALITY AS t(r, n) \
+             LEFT JOIN e AS k ON k.id = j.id AND k.kept = t.n ORDER BY j.id, t.n), \
+             l AS ({LEDGER_INSERT} FROM e WHERE e.kept IS NULL ORDER BY e.seq) \
              SELECT count(*) FROM j"
         ))?
         .query_row(params![value], |row| row.get::<i64>(0))?;

@@ -185,6 +185,20 @@ fn usage_on(
             }
         }
     };
+    // A usage drawn from one record keeps its ledger entry, the last its charge made, in its
+    // own row (see `UsageRecord::remaining_after`).
+    let remaining_after = match allocations.as_slice() {
+        [_] => {
+            let last = effects.entries.last();
+            let entry = last.filter(|entry| {
+                entry.entry_type == credits_core::EntryType::Usage
+                    && entry.usage_id.as_deref() == Some(usage_id.as_str())
+            });
+            assert!(entry.is_some(), "the charge's last effect is its usage entry: {last:?}");
+            entry.map(|entry| entry.remaining_after)
+        }
+        _ => None,
+    };
     hot.spending.charge(&new.actor, &new.service, credits, now);
     apply_effects(connection, writer, hot, &before, &effects, now)?;
     hot.spending.announce(connection, writer, now)?;
@@ -201,6 +215,7 @@ fn usage_on(
         balance_after,
         reservation_id: None,
         created_at: now,
+        remaining_after,
     };
     let data = || EventData::Usage(usage.clone());
     outbox::emit(connection, writer, "usage.recorded", &usage.account_id, data, now)?;
@@ -314,8 +329,7 @@ fn flush_then(
         )?;
         writer.journal.extend(journal);
     } else {
-        crate::bulk::entries_insert(connection, &hot.entries)?;
-        crate::bulk::usage_insert(connection, &hot.usage)?;
+        crate::bulk::usage_insert(connection, &mut writer.ledger_seq, &hot.usage, &hot.entries)?;
         crate::bulk::idempotency_store(connection, &hot.answers, now)?;
     }
     if !writer.known.is_empty() {

@@ -117,7 +117,7 @@ pub(crate) fn reservation_find(
 }
 
 /// Builds `WHERE` clauses and their parameters for the list queries.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Where {
     clauses: Vec<String>,
     values: Vec<OwnedValue>,
@@ -171,28 +171,42 @@ impl<'c> Reader<'c> {
     fn page_in_time<T>(
         &self,
         table_sql: &str,
-        mut filter: Where,
+        filter: Where,
         page: PageRequest,
         map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
         created_at: impl Fn(&T) -> i64,
     ) -> Result<Page<T>, StoreError> {
-        if let Some(before) = page.before {
-            let at = before.created_at.unwrap_or(i64::MAX);
-            filter.push(
-                "created_at <= ? AND (created_at < ? OR seq < ?)",
-                [OwnedValue::Int(at), OwnedValue::Int(at), OwnedValue::Int(before.seq)],
-            );
-        }
-        let limit = i64::try_from(page.limit + 1).unwrap_or(i64::MAX);
-        let sql = format!(
-            "{table_sql} {} ORDER BY created_at DESC, seq DESC LIMIT {limit}",
-            filter.sql()
-        );
-        let items = self.page_rows(&sql, &filter, page.limit, map)?;
+        let items = self.rows_in_time(table_sql, "seq", filter, page.before, page.limit, map)?;
         Ok(Page::ending(items, page.limit, |(seq, item)| Position {
             created_at: Some(created_at(item)),
             seq: *seq,
         }))
+    }
+
+    /// The first `limit + 1` rows of a list in time order (`created_at`, then the column `seq`)
+    /// after `before` (see [`Reader::page_in_time`]), each with its `seq`.
+    fn rows_in_time<T>(
+        &self,
+        table_sql: &str,
+        seq: &str,
+        mut filter: Where,
+        before: Option<Position>,
+        limit: usize,
+        map: impl Fn(&Row<'_>) -> DbResult<(i64, T)>,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        if let Some(before) = before {
+            let at = before.created_at.unwrap_or(i64::MAX);
+            filter.push(
+                &format!("created_at <= ? AND (created_at < ? OR {seq} < ?)"),
+                [OwnedValue::Int(at), OwnedValue::Int(at), OwnedValue::Int(before.seq)],
+            );
+        }
+        let rows = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let sql = format!(
+            "{table_sql} {} ORDER BY created_at DESC, {seq} DESC LIMIT {rows}",
+            filter.sql()
+        );
+        self.page_rows(&sql, &filter, limit, map)
     }
 
     fn page_rows<T>(
@@ -718,42 +732,76 @@ impl<'c> Reader<'c> {
         reservation_find(self.connection, id)
     }
 
+    /// The ledger: the `ledger` rows, and the entries kept in usage rows (a usage drawn from
+    /// one record, see [`UsageRecord::remaining_after`]), merged in time order. Both take their
+    /// places (`seq`, and the usage rows' `entry_seq`) from one count, so the order is one. Each
+    /// is read as a page of its own through its indexes, and the newest `limit` of both make
+    /// the page.
     pub fn ledger(
         &self,
         filter: &LedgerFilter,
         page: PageRequest,
     ) -> Result<Page<StoredEntry>, StoreError> {
         self.settle()?;
-        let mut sql = Where::default();
+        // The filters on columns both tables have, under the same names.
+        let mut shared = Where::default();
         if let Some(account_id) = &filter.account_id {
-            sql.push("account_id = ?", [Where::text(account_id)]);
+            shared.push("account_id = ?", [Where::text(account_id)]);
         }
         if let Some(credit_id) = &filter.credit_id {
-            sql.push("credit_id = ?", [Where::text(credit_id)]);
+            shared.push("credit_id = ?", [Where::text(credit_id)]);
         }
+        if let Some(member_id) = &filter.member_id {
+            shared.push("member_id = ?", [Where::text(member_id)]);
+        }
+        if let Some(api_key_id) = &filter.api_key_id {
+            shared.push("api_key_id = ?", [Where::text(api_key_id)]);
+        }
+        if let Some(from) = filter.from {
+            shared.push("created_at >= ?", [OwnedValue::Int(from.0)]);
+        }
+        if let Some(to) = filter.to {
+            shared.push("created_at < ?", [OwnedValue::Int(to.0)]);
+        }
+        let mut entries = shared.clone();
         if let Some(entry_type) = filter.entry_type {
-            sql.push("type = ?", [Where::text(entry_type.as_str())]);
+            entries.push("type = ?", [Where::text(entry_type.as_str())]);
             if entry_type != EntryType::Usage {
                 // The condition of `ledger_account_type_time`, stated so that the index (which
                 // leaves out the many usage entries) may serve the page.
-                sql.push("type <> 'usage'", []);
+                entries.push("type <> 'usage'", []);
             }
         }
-        if let Some(member_id) = &filter.member_id {
-            sql.push("member_id = ?", [Where::text(member_id)]);
-        }
-        if let Some(api_key_id) = &filter.api_key_id {
-            sql.push("api_key_id = ?", [Where::text(api_key_id)]);
-        }
-        if let Some(from) = filter.from {
-            sql.push("created_at >= ?", [OwnedValue::Int(from.0)]);
-        }
-        if let Some(to) = filter.to {
-            sql.push("created_at < ?", [OwnedValue::Int(to.0)]);
-        }
         let table = format!("SELECT {} FROM ledger", rows::LEDGER_COLUMNS);
-        self.page_in_time(&table, sql, page, rows::entry_from_row, |stored| {
-            stored.entry.created_at.0
-        })
+        let mut items = self.rows_in_time(
+            &table,
+            "seq",
+            entries,
+            page.before,
+            page.limit,
+            rows::entry_from_row,
+        )?;
+        if filter.entry_type.is_none_or(|t| t == EntryType::Usage) {
+            let mut kept = shared;
+            // Implied by `credit_id = ?`, and the condition of `usage_credit_time`.
+            kept.push("credit_id IS NOT NULL", []);
+            let table = format!("SELECT {} FROM usage", rows::USAGE_ENTRY_COLUMNS);
+            items.extend(self.rows_in_time(
+                &table,
+                "entry_seq",
+                kept,
+                page.before,
+                page.limit,
+                rows::entry_from_row,
+            )?);
+            items.sort_unstable_by_key(|(seq, stored)| {
+                std::cmp::Reverse((stored.entry.created_at.0, *seq))
+            });
+            items.truncate(page.limit + 1);
+        }
+        Ok(Page::ending(items, page.limit, |(seq, stored)| Position {
+            created_at: Some(stored.entry.created_at.0),
+            seq: *seq,
+        }))
     }
 }

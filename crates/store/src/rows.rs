@@ -1,6 +1,6 @@
 //! Mapping between rows and values, and the statements that persist them.
 
-use crate::db::{json_rows, params, Conn, DbError, DbResult, Row};
+use crate::db::{json_rows, params, Conn, DbError, DbResult, Optional, Row};
 
 use credits_core::{
     Actor, Allocation, CreditKind, CreditRecord, EntryType, LedgerEntry, Reservation,
@@ -227,7 +227,7 @@ pub(crate) fn reservation_save(connection: &Conn<'_>, hold: &Reservation) -> Sql
 
 pub(crate) const USAGE_COLUMNS: &str = "seq, id, account_id, service, operation, quantity, \
     credits, allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
-    created_at";
+    created_at, remaining_after";
 
 pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
     let allocations: String = row.get(7)?;
@@ -246,23 +246,36 @@ pub(crate) fn usage_from_row(row: &Row<'_>) -> SqlResult<(i64, UsageRecord)> {
             balance_after: row.get(11)?,
             reservation_id: row.get(12)?,
             created_at: timestamp(row, 13)?,
+            remaining_after: row.get(14)?,
         },
     ))
 }
 
+/// A usage that keeps no ledger entry (a captured hold's) with its hourly rollup.
 pub(crate) fn usage_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlResult<()> {
-    usage_row_insert(connection, usage)?;
+    assert!(
+        usage.remaining_after.is_none(),
+        "a usage keeping its entry needs its place: {usage:?}"
+    );
+    usage_row_insert(connection, usage, None)?;
     // The hourly rollup that usage summaries read instead of raw usage.
     hourly_add(connection, &HourlyKey::of(usage), usage.credits, 1)
 }
 
-/// The usage row alone (its hourly rollup is the caller's).
-pub(crate) fn usage_row_insert(connection: &Conn<'_>, usage: &UsageRecord) -> SqlResult<()> {
+/// The usage row alone (its hourly rollup is the caller's), with the place in the ledger of
+/// the entry it keeps, if it keeps one (see `UsageRecord::remaining_after`).
+pub(crate) fn usage_row_insert(
+    connection: &Conn<'_>,
+    usage: &UsageRecord,
+    entry_seq: Option<i64>,
+) -> SqlResult<()> {
+    assert_eq!(usage.remaining_after.is_some(), entry_seq.is_some(), "{usage:?}");
     connection
         .prepare_cached(
             "INSERT INTO usage (id, account_id, service, operation, quantity, credits, \
              allocations, member_id, api_key_id, metadata, balance_after, reservation_id, \
-             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             created_at, credit_id, remaining_after, entry_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             usage.id,
@@ -278,6 +291,9 @@ pub(crate) fn usage_row_insert(connection: &Conn<'_>, usage: &UsageRecord) -> Sq
             usage.balance_after,
             usage.reservation_id,
             usage.created_at.0,
+            usage.entry_credit_id(),
+            usage.remaining_after,
+            entry_seq,
         ])?;
     Ok(())
 }
@@ -365,27 +381,94 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> SqlResult<(i64, StoredEntry)> {
     ))
 }
 
-pub(crate) fn entry_insert(connection: &Conn<'_>, entry: &LedgerEntry) -> SqlResult<()> {
+/// The ledger entry a usage row keeps (see `UsageRecord::remaining_after`), in the order of
+/// [`LEDGER_COLUMNS`] (read with [`entry_from_row`]): its `seq` is `entry_seq`, from the
+/// ledger's own.
+pub(crate) const USAGE_ENTRY_COLUMNS: &str = "entry_seq, account_id, credit_id, 'usage', \
+    credits, remaining_after, id, reservation_id, member_id, api_key_id, created_at";
+
+/// A `ledger` row, in its place `seq` when given (SQLite, see [`LedgerSeq`]), else the next of
+/// the table's sequence (PostgreSQL).
+pub(crate) fn entry_insert(
+    connection: &Conn<'_>,
+    entry: &LedgerEntry,
+    seq: Option<i64>,
+) -> SqlResult<()> {
     assert!(entry.credits > 0, "a ledger entry moves a positive amount: {entry:?}");
-    connection
-        .prepare_cached(
+    let (sql, seq) = match seq {
+        Some(seq) => (
+            "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
+             usage_id, reservation_id, member_id, api_key_id, created_at, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            Some(seq),
+        ),
+        None => (
             "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
              usage_id, reservation_id, member_id, api_key_id, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
-            entry.account_id,
-            entry.credit_id,
-            entry.entry_type.as_str(),
-            entry.credits,
-            entry.remaining_after,
-            entry.usage_id,
-            entry.reservation_id,
-            entry.actor.member_id,
-            entry.actor.api_key_id,
-            entry.created_at.0,
-        ])?;
+            None,
+        ),
+    };
+    let mut statement = connection.prepare_cached(sql)?;
+    let values = params![
+        entry.account_id,
+        entry.credit_id,
+        entry.entry_type.as_str(),
+        entry.credits,
+        entry.remaining_after,
+        entry.usage_id,
+        entry.reservation_id,
+        entry.actor.member_id,
+        entry.actor.api_key_id,
+        entry.created_at.0,
+    ];
+    match seq {
+        Some(seq) => {
+            let mut values = values.to_vec();
+            values.push(&seq);
+            statement.execute(values.as_slice())?;
+        }
+        None => {
+            statement.execute(values)?;
+        }
+    }
     Ok(())
+}
+
+/// The ledger's places (`seq`) on SQLite, shared by `ledger` rows and the entries usage rows
+/// keep (see `UsageRecord::remaining_after`), so that one order holds them all. The writer is
+/// the database's only writer: it reads the highest place taken once, then counts on. A place
+/// taken by a batch that rolls back is left unused. On PostgreSQL the table's sequence gives
+/// both (`bulk::journal_copy`).
+#[derive(Debug, Default)]
+pub(crate) struct LedgerSeq {
+    next: Option<i64>,
+}
+
+impl LedgerSeq {
+    pub(crate) fn take(&mut self, connection: &Conn<'_>) -> SqlResult<i64> {
+        let next = match self.next {
+            Some(next) => next,
+            None => {
+                let ledger: Option<i64> = connection
+                    .prepare_cached("SELECT max(seq) FROM ledger")?
+                    .query_row(params![], |row| row.get(0))?;
+                // Usage rows take their places in `seq` order, so the newest keeping one has
+                // the highest.
+                let usage: Option<i64> = connection
+                    .prepare_cached(
+                        "SELECT entry_seq FROM usage WHERE entry_seq IS NOT NULL \
+                         ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![], |row| row.get(0))
+                    .optional()?
+                    .flatten();
+                ledger.unwrap_or(0).max(usage.unwrap_or(0)) + 1
+            }
+        };
+        self.next = Some(next + 1);
+        Ok(next)
+    }
 }
 
 pub(crate) const API_KEY_COLUMNS: &str = "seq, id, account_id, member_id, name, prefix, scopes, \

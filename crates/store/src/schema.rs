@@ -312,6 +312,18 @@ CREATE INDEX ledger_account_type_time ON ledger(account_id, type, created_at, se
     r#"
 ALTER TABLE idempotency ADD COLUMN usage_id TEXT;
 "#,
+    // A usage drawn from one record keeps its ledger entry in its own row (that record, what it
+    // had left afterwards, and the entry's place in the ledger's `seq` order) instead of a
+    // `ledger` row: one row and four index entries less per usage, a fifth of a hot account's
+    // throughput on PostgreSQL. The ledger's lists read both (`Reader::ledger`); listed by
+    // record, such entries are found by this index.
+    r#"
+ALTER TABLE usage ADD COLUMN credit_id TEXT;
+ALTER TABLE usage ADD COLUMN remaining_after INTEGER;
+ALTER TABLE usage ADD COLUMN entry_seq INTEGER;
+CREATE INDEX usage_credit_time ON usage(credit_id, created_at, entry_seq)
+    WHERE credit_id IS NOT NULL;
+"#,
 ];
 
 /// Migrations that exist on PostgreSQL only, each after the number of translated SQLite ones it

@@ -112,6 +112,23 @@ pub struct UsageRecord {
     pub balance_after: u64,
     pub reservation_id: Option<String>,
     pub created_at: Timestamp,
+    /// When the usage drew from exactly one record (its only allocation), what that record had
+    /// left afterwards: the usage's ledger entry is then kept in the usage row instead of a
+    /// `ledger` row (see `Reader::ledger`). `None` for a usage whose entries are `ledger` rows
+    /// (several records, a captured hold, a usage written before this column) or that drew
+    /// nothing.
+    pub remaining_after: Option<u64>,
+}
+
+impl UsageRecord {
+    /// The record of the ledger entry kept in the usage row, if it keeps one (see
+    /// [`UsageRecord::remaining_after`]).
+    pub fn entry_credit_id(&self) -> Option<&str> {
+        match (self.remaining_after, self.allocations.as_slice()) {
+            (Some(_), [only]) => Some(only.credit_id.as_str()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -58,6 +58,8 @@ pub(crate) struct Writer {
     services: std::collections::HashMap<String, Service>,
     /// Whether other nodes write to the same database (PostgreSQL).
     shared: bool,
+    /// The ledger's next places, on SQLite (see [`rows::LedgerSeq`]).
+    pub(crate) ledger_seq: rows::LedgerSeq,
     /// On PostgreSQL, `catalog_epoch` when `endpoints` and `services` were read (`None`: read
     /// them again); `seen_epoch`, the number this batch's first lock read with its account.
     catalog_epoch: Option<i64>,
@@ -91,6 +93,18 @@ pub(crate) struct Writer {
 const PLANS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Writer {
+    /// The place in the ledger of the next entry written: on SQLite the writer's count, on
+    /// PostgreSQL `None` (the table's sequence gives it).
+    pub(crate) fn ledger_place(
+        &mut self,
+        connection: &Conn<'_>,
+    ) -> Result<Option<i64>, StoreError> {
+        if connection.is_pg() {
+            return Ok(None);
+        }
+        Ok(Some(self.ledger_seq.take(connection)?))
+    }
+
     pub(crate) fn service(
         &mut self,
         connection: &Conn<'_>,
@@ -293,6 +307,7 @@ pub(crate) fn run(
         known: std::collections::HashMap::new(),
         journal: Vec::new(),
         plans_discarded: std::time::Instant::now(),
+        ledger_seq: rows::LedgerSeq::default(),
     };
     // Jobs a batch could not take (their accounts were locked by another node): first in the next.
     let mut deferred: Vec<Job> = Vec::new();
@@ -810,7 +825,8 @@ fn persist(
         rows::reservation_save(connection, &book.holds[index])?;
     }
     for entry in &effects.entries {
-        rows::entry_insert(connection, entry)?;
+        let seq = writer.ledger_place(connection)?;
+        rows::entry_insert(connection, entry, seq)?;
     }
     Ok(())
 }
@@ -1395,6 +1411,8 @@ fn reservation_settle(
             balance_after: book.available(&hold.service),
             reservation_id: Some(hold.id.clone()),
             created_at: now,
+            // A capture's entries are `capture` entries in the ledger.
+            remaining_after: None,
         };
         rows::usage_insert(connection, &usage)?;
         let data = || EventData::Usage(usage.clone());

@@ -61,6 +61,11 @@ const USAGE_SERVICES: [&str; 3] = ["sms", "email", "voice"];
 const FAULT_PERCENT: u64 = 10;
 /// Operations between two full checks of the state.
 const CHECK_EVERY: u64 = 1000;
+/// Every ledger entry, in its place: the `ledger` rows and the entries usage rows keep (a usage
+/// drawn from one record).
+const LEDGER: &str = "SELECT seq AS place, credit_id, type, credits FROM ledger \
+    UNION ALL SELECT entry_seq, credit_id, 'usage', credits FROM usage \
+    WHERE entry_seq IS NOT NULL";
 
 // ---------------------------------------------------------------------------------------------
 // The PRNG: SplitMix64 (`rand_xoshiro`), a named algorithm with a fixed output, so that a seed
@@ -1536,8 +1541,9 @@ impl Sim {
         }
         assert_eq!(rows.len(), self.model.records.len(), "{when}: records in the database");
         let mut replayed: HashMap<String, [i64; 6]> = HashMap::new();
-        let mut statement =
-            db.prepare("SELECT credit_id, type, credits FROM ledger ORDER BY seq").unwrap();
+        let mut statement = db
+            .prepare(&format!("SELECT credit_id, type, credits FROM ({LEDGER}) ORDER BY place"))
+            .unwrap();
         let entries = statement
             .query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
@@ -1680,7 +1686,10 @@ impl Sim {
             let _ = write!(text, "h{index}={row:?} ");
         }
         for sql in [
-            "SELECT type || ':' || count(*) || ':' || sum(credits) FROM ledger GROUP BY type ORDER BY type",
+            &format!(
+                "SELECT type || ':' || count(*) || ':' || sum(credits) FROM ({LEDGER}) \
+                 GROUP BY type ORDER BY type"
+            ),
             "SELECT count(*) || ':' || sum(credits) FROM usage",
             "SELECT CAST(count(*) AS TEXT) FROM idempotency",
         ] {

@@ -1027,6 +1027,12 @@ async fn a_nodes_copier_empties_its_usage_journal_by_itself_within_a_second() {
          + (SELECT count(DISTINCT entry_seq) FROM usage WHERE account_id = 'ACCOUNT')",
     );
     assert_eq!(entries, ["40"], "one ledger entry each, copied once");
+    // The copy numbers the entries in the order the batches made them: by the usages' order.
+    let out_of_order = count(
+        "SELECT count(*) FROM (SELECT entry_seq, lag(entry_seq) OVER (ORDER BY seq) AS before \
+         FROM usage WHERE account_id = 'ACCOUNT') AS o WHERE entry_seq <= before",
+    );
+    assert_eq!(out_of_order, ["0"], "the entries' places follow the usages'");
 }
 
 /// The number of rows in the usage journal, as text.

@@ -12,6 +12,7 @@ use credits_core::{LedgerEntry, Timestamp, IDEMPOTENCY_TTL_SECONDS};
 use serde_json::{json, Value};
 
 use crate::db::{params, Conn, Optional};
+use crate::hot::HotEntry;
 use crate::rows::{self, encode_allocations, HourlyKey, HOURLY_UPSERT};
 use crate::types::UsageRecord;
 use crate::writer::StoredAnswer;
@@ -111,20 +112,20 @@ fn base64(bytes: &[u8]) -> String {
 
 /// SQLite: the batch's ledger entries and usage rows one by one, each entry in its place in the
 /// ledger (`seq`) in the order the batch made them, whether a `ledger` row or kept in its usage's
-/// row ([`kept_by`]); then the usages' hourly rollup, summed per row of the rollup first.
-/// (PostgreSQL writes them inside [`hot_flush_pg`].)
+/// row; then the usages' hourly rollup, summed per row of the rollup first. (PostgreSQL writes
+/// them inside [`hot_flush_pg`].)
 pub(crate) fn usage_insert(
     connection: &Conn<'_>,
     places: &mut rows::LedgerSeq,
     usage: &[UsageRecord],
-    entries: &[LedgerEntry],
+    entries: &[HotEntry],
 ) -> Result<(), StoreError> {
     let mut entry_seqs = vec![None; usage.len()];
-    for (entry, keeper) in entries.iter().zip(kept_by(usage, entries)) {
+    for entry in entries {
         let seq = places.take(connection)?;
-        match keeper {
-            Some(index) => entry_seqs[index] = Some(seq),
-            None => rows::entry_insert(connection, entry, Some(seq))?,
+        match entry {
+            HotEntry::Row(entry) => rows::entry_insert(connection, entry, Some(seq))?,
+            HotEntry::Kept { usage } => entry_seqs[*usage] = Some(seq),
         }
     }
     for (usage, entry_seq) in usage.iter().zip(entry_seqs) {
@@ -134,30 +135,6 @@ pub(crate) fn usage_insert(
         rows::hourly_add(connection, key, *credits, *count)?;
     }
     Ok(())
-}
-
-/// For each of a batch's entries, the index of the usage that keeps it in its row (see
-/// [`UsageRecord::remaining_after`]), if one does: a usage's entries follow the entries of the
-/// usages before it, so one pass pairs them.
-fn kept_by(usage: &[UsageRecord], entries: &[LedgerEntry]) -> Vec<Option<usize>> {
-    let mut keepers =
-        usage.iter().enumerate().filter(|(_, usage)| usage.remaining_after.is_some()).peekable();
-    let kept: Vec<Option<usize>> = entries
-        .iter()
-        .map(|entry| match keepers.peek() {
-            Some((index, usage))
-                if entry.entry_type == credits_core::EntryType::Usage
-                    && entry.usage_id.as_deref() == Some(usage.id.as_str()) =>
-            {
-                let index = *index;
-                keepers.next();
-                Some(index)
-            }
-            _ => None,
-        })
-        .collect();
-    assert!(keepers.next().is_none(), "every usage keeping its entry has it in the batch");
-    kept
 }
 
 fn hourly_sums(usage: &[UsageRecord]) -> HashMap<HourlyKey, (u64, u64)> {
@@ -285,7 +262,7 @@ pub(crate) fn hot_flush_pg(
     connection: &Conn<'_>,
     records: &[&credits_core::CreditRecord],
     usage: &[UsageRecord],
-    entries: &[LedgerEntry],
+    entries: &[HotEntry],
     answers: &NewAnswers<'_>,
     now: Timestamp,
     commit: Option<&str>,
@@ -333,10 +310,9 @@ pub(crate) fn hot_flush_pg(
     // among the others: the copy numbers them all in one order (see `journal_copy`).
     let entry_rows: Vec<Value> = entries
         .iter()
-        .zip(kept_by(usage, entries))
-        .map(|(entry, keeper)| match keeper {
-            Some(index) => json!(index + 1),
-            None => entry_row(entry),
+        .map(|entry| match entry {
+            HotEntry::Row(entry) => entry_row(entry),
+            HotEntry::Kept { usage } => json!(usage + 1),
         })
         .collect();
     let fresh_rows: Vec<Value> = fresh.iter().copied().map(answer_row).collect();

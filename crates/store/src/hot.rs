@@ -41,9 +41,17 @@ pub(crate) struct HotAccount {
 pub(crate) struct Hot {
     accounts: HashMap<String, HotAccount>,
     usage: Vec<UsageRecord>,
-    entries: Vec<LedgerEntry>,
+    /// The batch's ledger entries in the order they were made.
+    entries: Vec<HotEntry>,
     answers: Vec<StoredAnswer>,
     answer_index: HashMap<(String, String), usize>,
+}
+
+/// A ledger entry of the batch: a `ledger` row, or the entry of `usage[usage]` kept in its usage
+/// row (see `UsageRecord::remaining_after`), in its place among the others.
+pub(crate) enum HotEntry {
+    Row(LedgerEntry),
+    Kept { usage: usize },
 }
 
 impl Hot {
@@ -164,7 +172,7 @@ fn usage_on(
             hot.spending.refused(budget_id, connection, writer, now)?;
         }
         // What settling changed (expiries) is kept: memory and the database stay in step.
-        apply_effects(connection, writer, hot, &before, &effects, now)?;
+        apply_effects(connection, writer, hot, &before, &mut effects, now)?;
         return Ok(Outcome::Rejected(rejection));
     }
     let (allocations, balance_after) = if credits == 0 {
@@ -180,27 +188,32 @@ fn usage_on(
         match hot.book.record_usage(&charge, now, &mut effects) {
             Ok(result) => result,
             Err(rejection) => {
-                apply_effects(connection, writer, hot, &before, &effects, now)?;
+                apply_effects(connection, writer, hot, &before, &mut effects, now)?;
                 return Ok(Outcome::Rejected(rejection));
             }
         }
     };
     // A usage drawn from one record keeps its ledger entry, the last its charge made, in its
-    // own row (see `UsageRecord::remaining_after`).
+    // own row (see `UsageRecord::remaining_after`): the entry leaves the effects, and its place
+    // among the batch's entries is taken below.
     let remaining_after = match allocations.as_slice() {
         [_] => {
-            let last = effects.entries.last();
-            let entry = last.filter(|entry| {
+            let entry = effects.entries.pop();
+            let kept = entry.filter(|entry| {
                 entry.entry_type == credits_core::EntryType::Usage
                     && entry.usage_id.as_deref() == Some(usage_id.as_str())
             });
-            assert!(entry.is_some(), "the charge's last effect is its usage entry: {last:?}");
-            entry.map(|entry| entry.remaining_after)
+            assert!(kept.is_some(), "the charge's last effect is its usage entry");
+            kept.map(|entry| entry.remaining_after)
         }
         _ => None,
     };
     hot.spending.charge(&new.actor, &new.service, credits, now);
-    apply_effects(connection, writer, hot, &before, &effects, now)?;
+    apply_effects(connection, writer, hot, &before, &mut effects, now)?;
+    if remaining_after.is_some() {
+        let usage = writer.hot.usage.len();
+        writer.hot.entries.push(HotEntry::Kept { usage });
+    }
     hot.spending.announce(connection, writer, now)?;
     let usage = UsageRecord {
         id: usage_id,
@@ -229,7 +242,7 @@ fn apply_effects(
     writer: &mut Writer,
     hot: &mut HotAccount,
     before: &[(credits_core::CreditStatus, bool)],
-    effects: &Effects,
+    effects: &mut Effects,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     if effects.records_changed.is_empty() && effects.holds_changed.is_empty() {
@@ -246,7 +259,7 @@ fn apply_effects(
     )?;
     hot.records_dirty.extend(&effects.records_changed);
     hot.holds_dirty.extend(&effects.holds_changed);
-    writer.hot.entries.extend(effects.entries.iter().cloned());
+    writer.hot.entries.extend(effects.entries.drain(..).map(HotEntry::Row));
     Ok(())
 }
 

@@ -395,21 +395,18 @@ pub(crate) fn entry_insert(
     seq: Option<i64>,
 ) -> SqlResult<()> {
     assert!(entry.credits > 0, "a ledger entry moves a positive amount: {entry:?}");
-    let (sql, seq) = match seq {
-        Some(seq) => (
+    let sql = match seq {
+        Some(_) => {
             "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
              usage_id, reservation_id, member_id, api_key_id, created_at, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            Some(seq),
-        ),
-        None => (
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        }
+        None => {
             "INSERT INTO ledger (account_id, credit_id, type, credits, remaining_after, \
              usage_id, reservation_id, member_id, api_key_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            None,
-        ),
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        }
     };
-    let mut statement = connection.prepare_cached(sql)?;
     let values = params![
         entry.account_id,
         entry.credit_id,
@@ -421,17 +418,10 @@ pub(crate) fn entry_insert(
         entry.actor.member_id,
         entry.actor.api_key_id,
         entry.created_at.0,
+        seq,
     ];
-    match seq {
-        Some(seq) => {
-            let mut values = values.to_vec();
-            values.push(&seq);
-            statement.execute(values.as_slice())?;
-        }
-        None => {
-            statement.execute(values)?;
-        }
-    }
+    let values = if seq.is_some() { values } else { &values[..10] };
+    connection.prepare_cached(sql)?.execute(values)?;
     Ok(())
 }
 

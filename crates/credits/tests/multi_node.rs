@@ -1027,6 +1027,8 @@ async fn a_nodes_copier_empties_its_usage_journal_by_itself_within_a_second() {
          + (SELECT count(DISTINCT entry_seq) FROM usage WHERE account_id = 'ACCOUNT')",
     );
     assert_eq!(entries, ["40"], "one ledger entry each, copied once");
+    let kept = count("SELECT count(*) FROM usage WHERE account_id = 'ACCOUNT' AND entry_seq > 0");
+    assert_eq!(kept, ["40"], "each usage, drawn from one record, keeps its entry in its row");
     // The copy numbers the entries in the order the batches made them: by the usages' order.
     let out_of_order = count(
         "SELECT count(*) FROM (SELECT entry_seq, lag(entry_seq) OVER (ORDER BY seq) AS before \

@@ -527,35 +527,24 @@ mod tests {
     use super::*;
 
     /// The rows' JSON is what the statements read by position (`r->>0` …): each field in its
-    /// place, strings as strings, numbers as numbers, absent values as `null`.
+    /// place, strings as strings, numbers as numbers, absent values as `null`. Every field of a
+    /// row holds a value no other field holds, so that two fields swapped fail the test.
     #[test]
     fn rows_are_json_arrays_of_their_fields_in_the_statements_order() {
-        let actor = Actor { member_id: Some("mem_1".into()), api_key_id: None };
         let usage = UsageRecord {
             id: "use_1".into(),
             account_id: "acct_1".into(),
             service: "smartcheck".into(),
-            operation: None,
+            operation: Some("scan".into()),
             quantity: 3,
             credits: 6,
             allocations: vec![Allocation { credit_id: "credit_1".into(), credits: 6 }],
-            actor: actor.clone(),
+            actor: Actor { member_id: Some("mem_1".into()), api_key_id: Some("key_1".into()) },
             metadata: Some("{\"a\":\"b\"}".into()),
-            balance_after: 94,
-            reservation_id: None,
+            balance_after: 194,
+            reservation_id: Some("res_1".into()),
             created_at: Timestamp(1_700_000_000_000_000),
             remaining_after: Some(94),
-        };
-        let entry = LedgerEntry {
-            account_id: "acct_1".into(),
-            credit_id: "credit_2".into(),
-            entry_type: EntryType::Usage,
-            credits: 2,
-            remaining_after: 8,
-            usage_id: Some("use_2".into()),
-            reservation_id: None,
-            actor,
-            created_at: Timestamp(1_700_000_000_000_001),
         };
         let usage_json: Value =
             serde_json::from_str(&json_rows(&[usage_row(&usage)]).unwrap()).unwrap();
@@ -565,20 +554,38 @@ mod tests {
                 "use_1",
                 "acct_1",
                 "smartcheck",
-                null,
+                "scan",
                 3,
                 6,
-                encode_allocations(&usage.allocations),
+                "credit_1:6",
                 "mem_1",
-                null,
+                "key_1",
                 "{\"a\":\"b\"}",
-                94,
-                null,
+                194,
+                "res_1",
                 1_700_000_000_000_000_i64,
                 "credit_1",
                 94
             ]])
         );
+        let spanning = UsageRecord { remaining_after: None, operation: None, ..usage };
+        let spanning_json: Value =
+            serde_json::from_str(&json_rows(&[usage_row(&spanning)]).unwrap()).unwrap();
+        assert_eq!(spanning_json[0][3], Value::Null, "no operation");
+        assert_eq!(spanning_json[0][13], Value::Null, "no kept entry: no record");
+        assert_eq!(spanning_json[0][14], Value::Null, "no kept entry: no remainder");
+
+        let entry = LedgerEntry {
+            account_id: "acct_1".into(),
+            credit_id: "credit_2".into(),
+            entry_type: EntryType::Usage,
+            credits: 2,
+            remaining_after: 8,
+            usage_id: Some("use_2".into()),
+            reservation_id: Some("res_2".into()),
+            actor: Actor { member_id: Some("mem_2".into()), api_key_id: Some("key_2".into()) },
+            created_at: Timestamp(1_700_000_000_000_001),
+        };
         let entries = [JournalEntry::Kept(1), JournalEntry::Row(entry_row(&entry))];
         let entries_json: Value = serde_json::from_str(&json_rows(&entries).unwrap()).unwrap();
         assert_eq!(
@@ -592,9 +599,9 @@ mod tests {
                     2,
                     8,
                     "use_2",
-                    null,
-                    "mem_1",
-                    null,
+                    "res_2",
+                    "mem_2",
+                    "key_2",
                     1_700_000_000_000_001_i64
                 ]
             ])

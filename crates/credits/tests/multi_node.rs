@@ -686,6 +686,14 @@ async fn three_nodes_starting_at_once_on_a_fresh_database_migrate_it_once_and_al
         let expected: Vec<String> = (1..=versions.len()).map(|v| v.to_string()).collect();
         assert!(!versions.is_empty(), "round {round}: the schema is migrated");
         assert_eq!(versions, expected, "round {round}: each migration applied exactly once");
+        // The usage journal keeps its arrays in the row, compressed with lz4 (`schema.rs`).
+        let journal = cluster::query_texts(
+            &cluster.database.url,
+            "SELECT attname || ' ' || attcompression::text || attstorage::text \
+             FROM pg_attribute WHERE attrelid = 'usage_journal'::regclass \
+             AND attname IN ('usage', 'ledger') ORDER BY attname",
+        );
+        assert_eq!(journal, ["ledger lm", "usage lm"], "round {round}");
 
         // And they share it: each node writes, and every node reads what they all wrote.
         let account = cluster.nodes[round % NODES].create_account().await;

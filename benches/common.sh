@@ -19,3 +19,14 @@ wait_for_idle() {
   done
   uptime
 }
+
+# Builds the release binaries and starts the local PostgreSQL cluster if it is down.
+build_and_start_postgres() {
+  section "build"
+  cargo build --release -p credits -p credits-bench
+  section "PostgreSQL cluster"
+  if ! pg_lsclusters -h | awk '$4 == "online" { found = 1 } END { exit !found }'; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  fi
+  pg_lsclusters
+}

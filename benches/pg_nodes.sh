@@ -27,14 +27,7 @@ work=/tmp/bench-pg
 # shellcheck source=benches/common.sh
 . "$root/benches/common.sh"
 
-section "build"
-cargo build --release -p credits -p credits-bench
-
-section "PostgreSQL cluster"
-if ! pg_lsclusters -h | awk '$4 == "online" { found = 1 } END { exit !found }'; then
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
-fi
-pg_lsclusters
+build_and_start_postgres
 
 wait_for_idle
 

@@ -35,7 +35,8 @@ baseline() {  # baseline ROUND: the cte debit, hot and spread; its hot line goes
   section "round $1: baseline pg/run_pg.sh $SECS cte on $CONNS"
   rm -f "$work"/results/*.txt
   (cd "$work" && pg/run_pg.sh "$SECS" cte on "$CONNS")
-  grep "variant=cte mode=hot clients=$CONNS " "$work/results/pg_sc_on.txt" > "$work/rounds/cte_$1.txt"
+  grep "variant=cte mode=hot clients=$CONNS " "$work/results/pg_sc_on.txt" > "$work/rounds/cte_$1.txt" \
+    || echo "no hot line from the baseline in round $1 (the summary says which)"
 }
 credits() {  # credits ROUND: credits-bench hot with NODES nodes
   section "round $1: credits-bench, PostgreSQL, $NODES node(s), hot, $CONNS connections, $SECS s"

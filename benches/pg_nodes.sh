@@ -48,32 +48,15 @@ bench 1
 bench "$NODES"
 
 section "summary"
-python3 - "$work/results" "$CONNS" "$NODES" <<'EOF'
-import re, sys
-results, conns, nodes = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def baseline(variant, mode):
-    try:
-        text = open(f"{results}/pg_sc_on.txt").read()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if f"variant={variant} mode={mode} clients={conns} " in line:
-            field = lambda name: re.search(rf"\b{name}=(\S+)", line).group(1)
-            return float(field("median_tps")), f"{field('p50_ms')}/{field('p99_ms')}", field("check")
-    return None
-
-def credits(n, scenario):
-    try:
-        text = open(f"{results}/credits_pg_{n}node.md").read()
-    except OSError:
-        return None
-    row = next((l for l in text.splitlines() if l.startswith(f"| {scenario} |")), None)
-    if row is None:
-        return None
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    check = "OK" if "Balance check: OK" in text else "MISMATCH"
-    return float(cells[3].replace(",", "")), f"{cells[5]}/{cells[6]}", check, cells[8]
+python3 - "$root/benches" "$work/results" "$CONNS" "$NODES" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import results as read_back
+results, conns, nodes = sys.argv[2], sys.argv[3], sys.argv[4]
+baseline_text = read_back.read(f"{results}/pg_sc_on.txt")
+baseline = lambda variant, mode: read_back.baseline(baseline_text, variant, mode, conns)
+credits = lambda n, scenario: read_back.credits(
+    read_back.read(f"{results}/credits_pg_{n}node.md"), scenario)
 
 ratio = lambda a, b: f"{a[0] / b[0]:.2f}x" if a and b and b[0] else "-"
 for mode, title in (("hot", "hot account"), ("spread", "spread over many accounts")):

@@ -31,12 +31,11 @@ build_and_start_postgres
 wait_for_idle
 rm -rf "$work"; cp -r "$SHARED" "$work"; mkdir -p "$work/rounds"
 
-baseline() {  # baseline ROUND: the cte debit, hot and spread; its hot line goes to rounds/
+baseline() {  # baseline ROUND: the cte debit, hot and spread; its results go to rounds/
   section "round $1: baseline pg/run_pg.sh $SECS cte on $CONNS"
   rm -f "$work"/results/*.txt
   (cd "$work" && pg/run_pg.sh "$SECS" cte on "$CONNS")
-  grep "variant=cte mode=hot clients=$CONNS " "$work/results/pg_sc_on.txt" > "$work/rounds/cte_$1.txt" \
-    || echo "no hot line from the baseline in round $1 (the summary says which)"
+  cp "$work/results/pg_sc_on.txt" "$work/rounds/cte_$1.txt"
 }
 credits() {  # credits ROUND: credits-bench hot with NODES nodes
   section "round $1: credits-bench, PostgreSQL, $NODES node(s), hot, $CONNS connections, $SECS s"
@@ -50,22 +49,19 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 section "summary"
-python3 - "$work/rounds" "$ROUNDS" "$NODES" "$CONNS" <<'EOF'
-import re, statistics, sys
-rounds, count, nodes, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+python3 - "$root/benches" "$work/rounds" "$ROUNDS" "$NODES" "$CONNS" <<'EOF'
+import statistics, sys
+sys.path.insert(0, sys.argv[1])
+import results as read_back
+rounds, count, nodes, conns = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = []
 for r in range(1, count + 1):
-    try:
-        cte = float(re.search(r"\bmedian_tps=(\S+)", open(f"{rounds}/cte_{r}.txt").read()).group(1))
-        text = open(f"{rounds}/credits_{r}.md").read()
-        row = next(l for l in text.splitlines() if l.startswith("| hot |"))
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        credits, errors = float(cells[3].replace(",", "")), cells[8]
-        check = "OK" if "Balance check: OK" in text else "MISMATCH"
-    except (OSError, AttributeError, StopIteration, ValueError) as error:
-        print(f"round {r}: missing ({error})")
+    cte = read_back.baseline(read_back.read(f"{rounds}/cte_{r}.txt"), "cte", "hot", conns)
+    credits = read_back.credits(read_back.read(f"{rounds}/credits_{r}.md"), "hot")
+    if cte is None or credits is None:
+        print(f"round {r}: missing ({'baseline' if cte is None else 'credits'})")
         continue
-    rows.append((r, cte, credits, errors, check))
+    rows.append((r, cte[0], credits[0], credits[3], credits[2]))
 print(f"| round | cte/s | credits, {nodes} nodes/s | errors | check | ratio |")
 print("|---:|---:|---:|---:|---|---:|")
 for r, cte, credits, errors, check in rows:
